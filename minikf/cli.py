@@ -1,0 +1,133 @@
+"""The `minikf` command line (typer). Errors are one message and an exit code, no traceback."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from minikf.errors import MinikfError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+scenarios_app = typer.Typer(no_args_is_help=True, help="List and validate scenario files.")
+app.add_typer(scenarios_app, name="scenarios")
+
+SCENARIO_DIR = Path(os.environ.get("MINIKF_SCENARIOS", Path(__file__).parent.parent / "scenarios"))
+
+
+def _scenario_files(directory: Path = SCENARIO_DIR) -> list[Path]:
+    return sorted(directory.glob("*.yaml"))
+
+
+def _resolve(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    candidate = SCENARIO_DIR / f"{name_or_path}.yaml"
+    if candidate.exists():
+        return candidate
+    known = ", ".join(p.stem for p in _scenario_files())
+    raise MinikfError(f"no scenario {name_or_path!r}; known: {known}", exit_code=2)
+
+
+def _parse_params(pairs: list[str]) -> dict:
+    import yaml
+
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise MinikfError(f"--param {pair!r}: expected key=value", exit_code=2)
+        params[key] = yaml.safe_load(value) if value else ""
+    return params
+
+
+@scenarios_app.command("list")
+def scenarios_list() -> None:
+    """List the bundled scenarios and the capabilities each needs."""
+    from minikf.scenario import load_scenario
+
+    for path in _scenario_files():
+        scenario = load_scenario(path)
+        needs = ", ".join(scenario.requires) or "-"
+        typer.echo(f"{scenario.name:24} needs: {needs:30} {scenario.description}")
+
+
+@scenarios_app.command("validate")
+def scenarios_validate(paths: list[Path]) -> None:
+    """Validate scenario files; print PATH:LINE: field: problem for each problem."""
+    from minikf.scenario import validate_paths
+
+    problems = validate_paths(paths)
+    for line in problems:
+        typer.echo(line, err=True)
+    if problems:
+        raise typer.Exit(2)
+    typer.echo(f"{len(paths)} scenario file(s) valid")
+
+
+@app.command()
+def run(
+    scenario: str = typer.Argument(..., help="a scenario name or a path to its YAML"),
+    platform: str = typer.Option("local", help="local | docker | kubernetes"),
+    param: list[str] = typer.Option([], "--param", "-p", help="key=value, repeatable"),
+    results: Path = typer.Option(Path("results"), help="directory for results and logs"),
+    quiet: bool = typer.Option(False, help="plain lines even on a terminal"),
+) -> None:
+    """Run one scenario and write results.json, junit.xml and report.html."""
+    from minikf.engine.runner import run_scenario
+    from minikf.platforms import get_platform
+    from minikf.progress import Progress
+    from minikf.scenario import load_scenario
+
+    loaded = load_scenario(_resolve(scenario))
+    target = get_platform(platform)
+    typer.echo(f"Running {loaded.name} on {target.name} ...", err=True)
+    result = run_scenario(loaded, target, results, _parse_params(param), Progress(quiet))
+    typer.echo(f"{loaded.name}: {result.status}. {result.message}".rstrip(), err=True)
+    typer.echo(f"Results: {results / 'report.html'}", err=True)
+    raise typer.Exit(0 if result.status == "passed" else 1)
+
+
+@app.command()
+def version() -> None:
+    """Print the versions of minikf and what it drives."""
+    from minikf.engine.results import versions
+
+    for name, value in versions().items():
+        typer.echo(f"{name} {value}")
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv
+    if debug:
+        sys.argv.remove("--debug")
+    try:
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except MinikfError as exc:
+        if debug:
+            raise
+        typer.echo(f"error: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: everything the run started was stopped", err=True)
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+
+
+if __name__ == "__main__":
+    main()

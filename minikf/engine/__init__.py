@@ -1,0 +1,1 @@
+"""The scenario engine: knows steps and platforms only through their small interfaces."""

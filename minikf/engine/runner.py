@@ -1,0 +1,194 @@
+"""Run a scenario on a platform: steps in order, outputs forward, timeouts, cleanup, results."""
+
+from __future__ import annotations
+
+import signal
+import tempfile
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from minikf.engine.resources import Resources, free_port
+from minikf.engine.results import RunResult, StepResult, versions, write_all
+from minikf.engine.templating import TemplateError, render
+from minikf.scenario.schema import Scenario, Step
+from minikf.steps import StepContext, StepFailed, StepOutcome, load_step
+
+ProgressHook = Callable[[str, StepResult | None], None]
+
+
+class _Interrupted(BaseException):
+    """SIGTERM, turned into the same path as Ctrl-C."""
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum, frame):
+        raise _Interrupted()
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Lookup:
+    """Resolves `${...}` references against params, earlier outputs, ports and the work dir."""
+
+    def __init__(self, params: dict, workdir: Path, scenario_dir: Path) -> None:
+        self.params = params
+        self.workdir = workdir
+        self.scenario_dir = scenario_dir
+        self.outputs: dict[str, dict] = {}
+        self.ports: dict[str, int] = {}
+
+    def __call__(self, ref: str) -> Any:
+        head, _, rest = ref.partition(".")
+        if head == "workdir" and not rest:
+            return str(self.workdir)
+        if head == "scenario_dir" and not rest:
+            return str(self.scenario_dir)
+        if head == "params" and rest in self.params:
+            return self.params[rest]
+        if head == "ports" and rest:
+            return self.ports.setdefault(rest, free_port())
+        if head == "steps":
+            step, _, key = rest.partition(".outputs.")
+            if step in self.outputs and key in self.outputs[step]:
+                return self.outputs[step][key]
+        raise TemplateError(f"unknown reference ${{{ref}}}")
+
+
+def _run_with_timeout(func, ctx: StepContext) -> StepOutcome:
+    """Run the step in a thread; on timeout kill what it started and raise TimeoutError."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["outcome"] = func(ctx)
+        except BaseException as exc:  # handed back to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"step-{ctx.name}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + ctx.timeout
+    while thread.is_alive():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            ctx.resources.stop_processes()
+            thread.join(5)
+            raise TimeoutError(f"step {ctx.name!r} timed out after {ctx.timeout:g}s")
+        thread.join(min(remaining, 0.2))
+    if "error" in box:
+        raise box["error"]
+    return box["outcome"]
+
+
+def _run_step(step: Step, lookup: _Lookup, base: dict) -> StepResult:
+    result = StepResult(name=step.name, kind=step.kind)
+    log_path = base["logs"] / f"{step.name}.log"
+    result.log = str(log_path)
+    started = time.monotonic()
+    try:
+        args = render(step.args, lookup)
+        ctx = StepContext(
+            name=step.name, args=args, workdir=base["workdir"], log_path=log_path,
+            resources=base["resources"], platform=base["platform"], params=lookup.params,
+            timeout=step.timeout,
+        )
+        outcome = _run_with_timeout(load_step(step.kind), ctx)
+        result.metrics, result.series = outcome.metrics, outcome.series
+        result.outputs = outcome.outputs
+        lookup.outputs[step.name] = {**outcome.metrics, **outcome.outputs}
+        failures = [m for e in step.expectations() if (m := e.check(outcome.metrics))]
+        result.status = "failed" if failures else "passed"
+        result.message = "; ".join(failures)
+    except TimeoutError as exc:
+        result.status, result.message = "timeout", str(exc)
+    except (StepFailed, TemplateError) as exc:
+        result.status, result.message = "failed", str(exc)
+    except Exception as exc:  # a bug in a step: still a result, with its log path
+        result.status = "failed"
+        result.message = f"{type(exc).__name__}: {exc} (see {log_path})"
+    result.duration_s = round(time.monotonic() - started, 3)
+    return result
+
+
+def run_scenario(
+    scenario: Scenario,
+    platform: Any,
+    results_dir: Path,
+    params: dict | None = None,
+    progress: ProgressHook | None = None,
+    keep_workdir: bool = False,
+) -> RunResult:
+    """Run every step; always tear down what the run started and write results."""
+    progress = progress or (lambda msg, res: None)
+    merged = {**scenario.params, **(params or {})}
+    run = RunResult(
+        run_id=uuid.uuid4().hex[:12], scenario=scenario.name, platform=platform.name,
+        started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        versions=versions(), platform_info=platform.describe(),
+    )
+    results_dir = Path(results_dir)
+    missing = platform.missing(scenario.requires)
+    if missing:
+        run.status = "skipped"
+        run.message = f"platform {platform.name} lacks {', '.join(missing)}"
+        run.steps = [StepResult(s.name, s.kind, "skipped", message=run.message)
+                     for s in scenario.steps]
+        write_all(run, results_dir)
+        return run
+
+    resources = Resources()
+    workdir = resources.add_temp_dir(Path(tempfile.mkdtemp(prefix=f"minikf-{run.run_id}-")))
+    base = {"workdir": workdir, "resources": resources, "platform": platform,
+            "logs": results_dir / "logs"}
+    scenario_dir = scenario.path.parent.resolve() if scenario.path else Path.cwd()
+    lookup = _Lookup(merged, workdir, scenario_dir)
+    lookup.params = {k: render(v, lookup) for k, v in merged.items()}
+    if keep_workdir:
+        resources.temp_dirs.remove(workdir)
+    started = time.monotonic()
+    interrupted = False
+    try:
+        with _sigterm_as_interrupt():
+            for step in scenario.steps:
+                progress(step.name, None)
+                result = _run_step(step, lookup, base)
+                run.steps.append(result)
+                progress(step.name, result)
+                if result.status != "passed":
+                    break
+    except (KeyboardInterrupt, _Interrupted):
+        interrupted = True
+    finally:
+        problems = resources.cleanup()
+        done = {s.name for s in run.steps}
+        for step in scenario.steps:
+            if step.name not in done:
+                reason = "interrupted" if interrupted else "not run: an earlier step failed"
+                run.steps.append(StepResult(step.name, step.kind, "skipped", message=reason))
+        run.duration_s = round(time.monotonic() - started, 3)
+        failed = [s for s in run.steps if s.status in ("failed", "timeout")]
+        if interrupted:
+            run.status, run.message = "failed", "interrupted; everything it started was stopped"
+        elif failed:
+            run.status, run.message = "failed", f"step {failed[0].name}: {failed[0].message}"
+        else:
+            run.status = "passed"
+        if problems:
+            run.message = (run.message + " cleanup: " + "; ".join(problems)).strip()
+        write_all(run, results_dir)
+    if interrupted:
+        raise KeyboardInterrupt
+    return run

@@ -1,0 +1,40 @@
+"""Run a command to completion; a last stdout line that is a JSON object becomes metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from minikf.steps.base import StepContext, StepFailed, StepOutcome
+
+
+def _last_json(log_text: str) -> dict:
+    for line in reversed(log_text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError:
+                return {}
+            return value if isinstance(value, dict) else {}
+    return {}
+
+
+def run(ctx: StepContext) -> StepOutcome:
+    argv = [str(a) for a in ctx.arg("argv", kind=list)]
+    if argv and argv[0] == "python":
+        argv[0] = sys.executable
+    env = {**os.environ, **{k: str(v) for k, v in ctx.arg("env", {}, dict).items()}}
+    proc = ctx.resources.spawn(argv, ctx.log_path, env=env, cwd=ctx.workdir)
+    try:
+        code = proc.wait()
+    except subprocess.TimeoutExpired:  # pragma: no cover - the engine enforces timeouts
+        raise
+    text = ctx.log_path.read_text(errors="replace")
+    if code != 0:
+        tail = "\n".join(text.strip().splitlines()[-5:])
+        raise StepFailed(f"command {argv[0]} exited {code}: {tail}")
+    metrics = _last_json(text)
+    return StepOutcome(metrics=metrics, outputs=dict(metrics))

@@ -1,0 +1,22 @@
+"""Fetch the Fashion-MNIST files from mirrors, tried in order, verified by MD5."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from minikf.steps.base import StepContext, StepFailed, StepOutcome
+from minikf.workload import fashion_data
+
+
+def run(ctx: StepContext) -> StepOutcome:
+    mirrors = ctx.arg("mirrors", fashion_data.DEFAULT_MIRRORS, (list, str))
+    if isinstance(mirrors, str):
+        mirrors = [m for m in mirrors.split(",") if m]
+    checksums = fashion_data.SAMPLE_FILES if ctx.arg("sample", False, bool) else fashion_data.FILES
+    dest = Path(ctx.arg("dest", str(ctx.workdir / "raw"), str))
+    try:
+        found = fashion_data.download(dest, mirrors, dict(checksums))
+    except fashion_data.DownloadError as exc:
+        raise StepFailed(str(exc)) from exc
+    size = sum((dest / name).stat().st_size for name in found)
+    return StepOutcome(metrics={"files": len(found), "bytes": size}, outputs={"raw_dir": str(dest)})
