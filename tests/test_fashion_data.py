@@ -13,7 +13,8 @@ import pytest
 
 from minikf.workload import fashion_data as fd
 
-SHARED = Path("/work/shared/data")
+# The real Fashion-MNIST files bundled in the project (see data/README.md for the license).
+SHARED = Path(__file__).resolve().parent.parent / "data"
 SAMPLE_DIR = SHARED / "fashion-mnist-sample"
 CANON_DIR = SHARED / "fashion-mnist-canonical"
 

@@ -7,10 +7,11 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from minikf.engine.resources import Resources, free_port
 from minikf.engine.results import RunResult, StepResult, versions, write_all

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _REF = re.compile(r"\$\{([A-Za-z0-9_.-]+)\}")
 

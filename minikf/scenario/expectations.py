@@ -24,7 +24,7 @@ class Expectation:
     bound: float
 
     @classmethod
-    def parse(cls, text: str) -> "Expectation":
+    def parse(cls, text: str) -> Expectation:
         match = _PATTERN.match(text)
         if not match:
             raise ValueError(

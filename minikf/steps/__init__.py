@@ -6,7 +6,7 @@ A step function takes a StepContext and returns a StepOutcome (metrics, outputs,
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 from minikf.steps.base import StepContext, StepFailed, StepOutcome
 
