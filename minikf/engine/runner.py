@@ -104,7 +104,7 @@ def _run_step(step: Step, lookup: _Lookup, base: dict) -> StepResult:
         ctx = StepContext(
             name=step.name, args=args, workdir=base["workdir"], log_path=log_path,
             resources=base["resources"], platform=base["platform"], params=lookup.params,
-            timeout=step.timeout,
+            timeout=step.timeout, results_dir=base["results"],
         )
         outcome = _run_with_timeout(load_step(step.kind), ctx)
         result.metrics, result.series = outcome.metrics, outcome.series
@@ -153,7 +153,7 @@ def run_scenario(
     resources = Resources()
     workdir = resources.add_temp_dir(Path(tempfile.mkdtemp(prefix=f"minikf-{run.run_id}-")))
     base = {"workdir": workdir, "resources": resources, "platform": platform,
-            "logs": results_dir / "logs"}
+            "logs": results_dir / "logs", "results": results_dir}
     scenario_dir = scenario.path.parent.resolve() if scenario.path else Path.cwd()
     lookup = _Lookup(merged, workdir, scenario_dir)
     lookup.params = {k: render(v, lookup) for k, v in merged.items()}

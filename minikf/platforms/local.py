@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 class LocalPlatform:
     name: str = "local"
     # Only what is implemented and tested on this platform today.
-    capabilities: frozenset[str] = field(default_factory=lambda: frozenset({"pipelines"}))
+    capabilities: frozenset[str] = field(default_factory=lambda: frozenset({"pipelines", "training", "serving"}))
 
     def describe(self) -> dict:
         return {
@@ -21,6 +21,10 @@ class LocalPlatform:
             "cpus": os.cpu_count(),
             "python": host.python_version(),
         }
+
+    def launch(self, argv: list[str], env: dict[str, str], log_path, resources):
+        """A subprocess in its own process group, with this host's environment plus `env`."""
+        return resources.spawn(argv, log_path, env={**os.environ, **env})
 
     def missing(self, required: list[str]) -> list[str]:
         return sorted(set(required) - self.capabilities)

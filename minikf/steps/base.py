@@ -30,6 +30,7 @@ class StepContext:
     platform: Any
     params: dict[str, Any]
     timeout: float
+    results_dir: Path
 
     def arg(self, key: str, default: Any = ..., kind: type | tuple = object) -> Any:
         """An argument, with a clear error naming the step and field when missing or wrong."""
