@@ -85,10 +85,38 @@ def run(
     loaded = load_scenario(_resolve(scenario))
     target = get_platform(platform)
     typer.echo(f"Running {loaded.name} on {target.name} ...", err=True)
-    result = run_scenario(loaded, target, results, _parse_params(param), Progress(quiet))
+    try:
+        result = run_scenario(loaded, target, results, _parse_params(param), Progress(quiet))
+    except KeyboardInterrupt:
+        typer.echo("interrupted: everything the run started was stopped", err=True)
+        raise typer.Exit(130) from None
     typer.echo(f"{loaded.name}: {result.status}. {result.message}".rstrip(), err=True)
     typer.echo(f"Results: {results / 'report.html'}", err=True)
     raise typer.Exit(0 if result.status == "passed" else 1)
+
+
+@app.command()
+def conformance(
+    platform: str = typer.Option("local", help="local | docker | kubernetes"),
+    results: Path = typer.Option(Path("results"), help="where the bundle is written"),
+    jobs: int = typer.Option(1, "-j", "--jobs", help="scenarios run at the same time"),
+) -> None:
+    """Run every scenario the platform can host into one results bundle (.tar.gz)."""
+    from minikf.conformance import run_conformance, summary_text
+    from minikf.platforms import get_platform
+    from minikf.scenario import load_scenario
+
+    target = get_platform(platform)
+    scenarios = [load_scenario(p) for p in _scenario_files()]
+
+    def progress(name, result):
+        mark = {"passed": "✓", "skipped": "-"}.get(result.status, "✗")
+        typer.echo(f" {mark} {name} ({result.duration_s:.1f}s)", err=True)
+
+    report, bundle = run_conformance(scenarios, target, results, jobs, progress)
+    typer.echo(summary_text(report))
+    typer.echo(f"Bundle: {bundle}")
+    raise typer.Exit(0 if report.ok else 1)
 
 
 @app.command()
@@ -101,31 +129,17 @@ def version() -> None:
 
 
 def main() -> None:
+    """Entry point: a MinikfError is one line and its exit code; --debug shows the traceback."""
     debug = "--debug" in sys.argv
     if debug:
         sys.argv.remove("--debug")
     try:
-        code = app(standalone_mode=False)
-        sys.exit(code if isinstance(code, int) else 0)
+        app()
     except MinikfError as exc:
         if debug:
             raise
         typer.echo(f"error: {exc.message}", err=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("interrupted: everything the run started was stopped", err=True)
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise
 
 
 if __name__ == "__main__":
