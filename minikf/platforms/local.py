@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 class LocalPlatform:
     name: str = "local"
     # Only what is implemented and tested on this platform today.
-    capabilities: frozenset[str] = field(default_factory=lambda: frozenset({"pipelines", "training", "serving"}))
+    capabilities: frozenset[str] = field(
+        default_factory=lambda: frozenset({"pipelines", "training", "serving"})
+    )
 
     def describe(self) -> dict:
         return {
