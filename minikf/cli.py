@@ -120,6 +120,41 @@ def conformance(
 
 
 @app.command()
+def serve(
+    model: Path = typer.Option(..., "--model", help="model directory (model.pt + model.json)"),
+    port: int = typer.Option(8080, help="HTTP port"),
+    host: str = typer.Option("127.0.0.1", help="interface to bind (0.0.0.0 exposes it to the network)"),
+    token: str | None = typer.Option(
+        None, envvar="MINIKF_SERVE_TOKEN", help="bearer token required on every request"
+    ),
+) -> None:
+    """Serve a trained model (KServe V1 and V2 protocols) in the foreground."""
+    if not (model / "model.pt").is_file():
+        raise MinikfError(f"--model {model}: no model here (expected model.pt and model.json)", exit_code=2)
+    from minikf.workload.server import serve as run_server
+
+    run_server(model, port, host=host, token=token)
+
+
+@app.command()
+def compile(
+    pipeline: str = typer.Argument(..., help="a pipeline name, e.g. fashion-mnist"),
+    output: Path = typer.Option(..., "-o", "--output", help="the KFP IR YAML to write"),
+) -> None:
+    """Compile a journey's pipeline to KFP IR YAML that a KFP API server accepts."""
+    from minikf.pipelines import PIPELINES
+
+    if pipeline not in PIPELINES:
+        raise MinikfError(f"no pipeline {pipeline!r}; known: {', '.join(PIPELINES)}", exit_code=2)
+    from kfp import compiler
+
+    from minikf.pipelines.run_local import load_pipeline
+
+    compiler.Compiler().compile(load_pipeline(pipeline), str(output))
+    typer.echo(f"wrote {output}")
+
+
+@app.command()
 def version() -> None:
     """Print the versions of minikf and what it drives."""
     from minikf.engine.results import versions

@@ -1,0 +1,41 @@
+"""Run a pipeline with kfp.local.SubprocessRunner in this process, print its outputs as JSON.
+
+The `pipeline` step runs this as a child process because kfp.local.init is a process-wide
+singleton: one run's settings must not leak into another's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+
+from minikf.pipelines import PIPELINES
+
+
+def load_pipeline(name: str):
+    module, _, attr = PIPELINES[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("name", choices=sorted(PIPELINES))
+    parser.add_argument("--root", required=True, help="kfp.local pipeline_root")
+    parser.add_argument("--arguments", default="{}", help="pipeline arguments as JSON")
+    args = parser.parse_args(argv)
+
+    from kfp import local
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=args.root)
+    started = time.monotonic()
+    task = load_pipeline(args.name)(**json.loads(args.arguments))
+    output = task.output
+    print(json.dumps({"output": output, "seconds": round(time.monotonic() - started, 3)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
