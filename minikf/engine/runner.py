@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import signal
 import tempfile
 import threading
@@ -51,6 +52,7 @@ class _Lookup:
         self.scenario_dir = scenario_dir
         self.outputs: dict[str, dict] = {}
         self.ports: dict[str, int] = {}
+        self.secrets: dict[str, str] = {}
 
     def __call__(self, ref: str) -> Any:
         head, _, rest = ref.partition(".")
@@ -62,6 +64,9 @@ class _Lookup:
             return self.params[rest]
         if head == "ports" and rest:
             return self.ports.setdefault(rest, free_port())
+        if head == "secrets" and rest:
+            # A random token per run and name; never written into results.
+            return self.secrets.setdefault(rest, secrets.token_urlsafe(24))
         if head == "steps":
             step, _, key = rest.partition(".outputs.")
             if step in self.outputs and key in self.outputs[step]:

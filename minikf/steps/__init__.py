@@ -15,6 +15,11 @@ STEP_KINDS = {
     "service": "minikf.steps.service:run",
     "download": "minikf.steps.download:run",
     "preprocess": "minikf.steps.preprocess:run",
+    "serve": "minikf.steps.serve:run",
+    "predict": "minikf.steps.predict:run",
+    "pipeline": "minikf.steps.pipeline:run",
+    "train": "minikf.steps.train:run",
+    "evaluate": "minikf.steps.evaluate:run",
 }
 
 

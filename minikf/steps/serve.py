@@ -1,0 +1,57 @@
+"""Start the KServe model server for a trained model; ready when /v2/health/ready says so."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from minikf.steps.base import StepContext, StepFailed, StepOutcome
+
+MODEL_NAME = "fashion-mnist"
+READY_TIMEOUT = 60.0
+
+
+def _log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:])
+
+
+def run(ctx: StepContext) -> StepOutcome:
+    model_dir = Path(str(ctx.arg("model_dir", kind=(str, Path))))
+    port = int(ctx.arg("port", kind=(int, str)))
+    token = str(ctx.arg("token", kind=str))
+    if not (model_dir / "model.pt").is_file():
+        raise StepFailed(f"step {ctx.name!r}: no model at {model_dir} (expected model.pt)")
+    argv = [sys.executable, "-m", "minikf.workload.server", "--model", str(model_dir),
+            "--port", str(port)]
+    # The token travels in the environment, never on the command line (visible in `ps`).
+    proc = ctx.platform.launch(argv, env={"MINIKF_SERVE_TOKEN": token},
+                               log_path=ctx.log_path, resources=ctx.resources)
+    url = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {token}"}
+    deadline = time.monotonic() + READY_TIMEOUT
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise StepFailed(
+                f"model server exited {proc.returncode} before it was ready; log tail:\n"
+                f"{_log_tail(ctx.log_path)}"
+            )
+        try:
+            resp = requests.get(f"{url}/v2/health/ready", headers=headers, timeout=2)
+            if resp.status_code == 200:
+                return StepOutcome(outputs={"url": url, "model": MODEL_NAME})
+            last = f"HTTP {resp.status_code}"
+        except requests.RequestException as exc:
+            last = type(exc).__name__
+        time.sleep(0.2)
+    raise StepFailed(
+        f"model server on {url} not ready after {READY_TIMEOUT:.0f}s ({last}); log tail:\n"
+        f"{_log_tail(ctx.log_path)}"
+    )

@@ -1,0 +1,227 @@
+"""Serve a saved FashionCNN with KServe's ModelServer (V1 and V2 / Open Inference Protocol).
+
+    python -m minikf.workload.server --model DIR --port N [--host H] [--token T]
+
+The token is better given in the environment (MINIKF_SERVE_TOKEN) so it does not show in `ps`.
+It is never logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import kserve
+import numpy as np
+import torch
+from kserve import InferOutput, InferRequest, InferResponse
+from kserve.errors import InvalidInput
+
+from minikf.workload.model import load_model
+
+MODEL_NAME = "fashion-mnist"
+MAX_BATCH = 256
+DEFAULT_MAX_BODY = 8 * 1024 * 1024
+TOKEN_ENV = "MINIKF_SERVE_TOKEN"
+
+log = logging.getLogger("minikf.serve")
+
+
+def _to_batch(array: np.ndarray) -> np.ndarray:
+    """(N, 28, 28) or (N, 784) float32 -> (N, 28, 28); InvalidInput otherwise."""
+    if array.ndim == 2 and array.shape[1] == 784:
+        array = array.reshape(-1, 28, 28)
+    if array.ndim != 3 or array.shape[1:] != (28, 28):
+        raise InvalidInput(
+            f"expected input shape [N,28,28] or [N,784], got {list(array.shape)}"
+        )
+    if array.shape[0] == 0:
+        raise InvalidInput("empty batch: send at least one image")
+    if array.shape[0] > MAX_BATCH:
+        raise InvalidInput(f"batch of {array.shape[0]} images is over the limit of {MAX_BATCH}")
+    if not np.isfinite(array).all():
+        raise InvalidInput("input contains NaN or infinite values")
+    return array
+
+
+class FashionModel(kserve.Model):
+    """The FashionCNN behind KServe's data plane."""
+
+    def __init__(self, name: str, model_dir: str | Path) -> None:
+        super().__init__(name)
+        self.model_dir = Path(model_dir)
+        self.net = None
+        self.ready = False
+
+    def load(self) -> bool:
+        self.net = load_model(self.model_dir)
+        self.ready = True
+        return self.ready
+
+    def _classify(self, batch: np.ndarray) -> list[int]:
+        with torch.no_grad():
+            logits = self.net(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)))
+        return [int(c) for c in logits.argmax(dim=1).tolist()]
+
+    def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        if isinstance(payload, InferRequest):
+            return self._predict_v2(payload)
+        if isinstance(payload, dict):
+            return self._predict_v1(payload)
+        raise InvalidInput(f"unsupported request body of type {type(payload).__name__}")
+
+    def _predict_v1(self, payload: dict) -> dict:
+        instances = payload.get("instances")
+        if not isinstance(instances, list):
+            raise InvalidInput('V1 request needs "instances": a list of 28x28 images')
+        if not instances:
+            raise InvalidInput("empty batch: send at least one image")
+        if len(instances) > MAX_BATCH:
+            raise InvalidInput(f"batch of {len(instances)} images is over the limit of {MAX_BATCH}")
+        try:
+            array = np.asarray(instances, dtype=np.float32)
+        except (ValueError, TypeError) as exc:
+            raise InvalidInput(
+                f"instances must be numeric nested lists of shape [N,28,28] ({exc})"
+            ) from None
+        return {"predictions": self._classify(_to_batch(array))}
+
+    def _predict_v2(self, request: InferRequest) -> InferResponse:
+        if len(request.inputs) != 1:
+            raise InvalidInput(f"expected exactly one input tensor, got {len(request.inputs)}")
+        tensor = request.inputs[0]
+        if tensor.datatype != "FP32":
+            raise InvalidInput(f"input {tensor.name!r} must have datatype FP32, got {tensor.datatype}")
+        shape = list(tensor.shape)
+        if not (len(shape) == 3 and shape[1:] == [28, 28]) and not (len(shape) == 2 and shape[1] == 784):
+            raise InvalidInput(f"expected input shape [N,28,28] or [N,784], got {shape}")
+        try:
+            array = np.asarray(tensor.as_numpy(), dtype=np.float32)
+        except (ValueError, TypeError) as exc:
+            raise InvalidInput(f"input {tensor.name!r} data is not numeric FP32 ({exc})") from None
+        if array.size != int(np.prod(shape)):
+            raise InvalidInput(
+                f"input data has {array.size} values, shape {shape} needs {int(np.prod(shape))}"
+            )
+        classes = self._classify(_to_batch(array.reshape(shape)))
+        output = InferOutput(name="predictions", shape=[len(classes)], datatype="INT64", data=classes)
+        return InferResponse(
+            response_id=request.id or "", model_name=self.name, infer_outputs=[output]
+        )
+
+
+class AuthAndLimits:
+    """ASGI middleware: bearer token on every path, a body size cap (413), bad JSON -> 400."""
+
+    def __init__(self, app, token: str | None, max_body_bytes: int) -> None:
+        self.app = app
+        self.token = token
+        self.max_body = max_body_bytes
+
+    @staticmethod
+    async def _reply(send, status: int, message: str, extra: list | None = None) -> None:
+        body = json.dumps({"error": message}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        if self.token is not None:
+            auth = headers.get(b"authorization", b"").decode("latin-1")
+            if not auth:
+                return await self._reply(send, 401, "missing bearer token",
+                                         [(b"www-authenticate", b"Bearer")])
+            scheme, _, given = auth.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), self.token.encode()
+            ):
+                return await self._reply(send, 403, "invalid token")
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                too_big = int(length) > self.max_body
+            except ValueError:
+                return await self._reply(send, 400, "bad content-length header")
+            if too_big:
+                return await self._reply(send, 413, f"request body over {self.max_body} bytes")
+        # Read the whole body (also chunked uploads) under the cap, then replay it.
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                return await self._reply(send, 413, f"request body over {self.max_body} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        content_type = headers.get(b"content-type", b"").decode("latin-1")
+        if body and scope.get("method") == "POST" and ("json" in content_type or not content_type):
+            try:
+                json.loads(body)
+            except (ValueError, UnicodeDecodeError) as exc:
+                return await self._reply(send, 400, f"malformed JSON body: {exc}")
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+
+def serve(
+    model_dir: str | Path,
+    port: int,
+    host: str = "127.0.0.1",
+    token: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+) -> None:
+    """Run the server in the foreground until interrupted."""
+    from kserve import model_server
+
+    class HostRESTServer(model_server.RESTServer):
+        # kserve's RESTServer hard-codes uvicorn's host to "0.0.0.0" (all interfaces) and
+        # offers no option for it; a local model server must not be reachable from the network
+        # by default, so we set the host on the uvicorn Config before the server starts.
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.config.host = host
+
+    model_server.RESTServer = HostRESTServer
+    model_server.app.add_middleware(AuthAndLimits, token=token or None, max_body_bytes=max_body_bytes)
+    model = FashionModel(MODEL_NAME, model_dir)
+    model.load()
+    log.info("serving %s from %s on http://%s:%d (auth %s)", MODEL_NAME, model_dir, host, port,
+             "on" if token else "off")
+    kserve.ModelServer(http_port=port, enable_grpc=False, workers=1).start([model])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m minikf.workload.server")
+    parser.add_argument("--model", required=True, help="model directory (model.pt + model.json)")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--token", default=None, help=f"bearer token (prefer env {TOKEN_ENV})")
+    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
+    args = parser.parse_args(argv)
+    token = os.environ.get(TOKEN_ENV) or args.token
+    serve(args.model, args.port, host=args.host, token=token, max_body_bytes=args.max_body_bytes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""One PyTorchJob-style training worker: reads MASTER_ADDR/MASTER_PORT/WORLD_SIZE/RANK.
+
+python -m minikf.workload.train_worker --data DIR --out DIR --epochs N --batch-size B --lr LR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+from minikf.workload.model import FashionCNN, save_model
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=0.002)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def init_distributed() -> tuple[int, int, torch.device]:
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", "29500")
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
+    dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
+    if os.environ.get("MINIKF_TEST_KILL_RANK") == str(rank):
+        os._exit(7)  # test hook: a worker that dies mid-job
+    device = torch.device(f"cuda:{rank % torch.cuda.device_count()}" if cuda else "cpu")
+    return rank, world, device
+
+
+def load_train(data_dir: Path) -> TensorDataset:
+    with np.load(data_dir / "train.npz") as npz:
+        return TensorDataset(torch.from_numpy(npz["x"]), torch.from_numpy(npz["y"]))
+
+
+def train_epoch(model, loader, optimizer, device) -> tuple[float, float, int]:
+    """One pass; returns the all-reduced mean loss, accuracy and image count."""
+    model.train()
+    totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        optimizer.zero_grad()
+        logits = model(x)
+        loss = nn.functional.cross_entropy(logits, y)
+        loss.backward()
+        optimizer.step()
+        totals += torch.tensor([loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y)],
+                               dtype=torch.float64, device=device)
+    dist.all_reduce(totals)
+    loss_sum, correct, seen = totals.tolist()
+    return loss_sum / seen, correct / seen, int(seen)
+
+
+def record_epoch(out: Path, model, epoch: int, loss: float, acc: float, rate: float) -> None:
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    torch.save(model.module.state_dict(), out / "checkpoints" / f"epoch-{epoch}.pt")
+    line = {"epoch": epoch, "loss": loss, "accuracy": acc, "images_per_s": rate}
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(line) + "\n")
+    print(json.dumps(line), flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    torch.manual_seed(args.seed)
+    rank, world, device = init_distributed()
+    dataset = load_train(args.data)
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, seed=args.seed)
+    loader = DataLoader(dataset, batch_size=args.batch_size, sampler=sampler)
+    ids = [device.index] if device.type == "cuda" else None
+    model = DistributedDataParallel(FashionCNN().to(device), device_ids=ids)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    for epoch in range(1, args.epochs + 1):
+        sampler.set_epoch(epoch)
+        started = time.monotonic()
+        loss, acc, seen = train_epoch(model, loader, optimizer, device)
+        if rank == 0:
+            record_epoch(args.out, model, epoch, loss, acc, seen / (time.monotonic() - started))
+    if rank == 0:
+        save_model(model.module.cpu(), args.out / "model")
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""The train and evaluate steps: a real 2-worker DDP run, and a worker that dies."""
+
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from minikf.engine.resources import Resources
+from minikf.engine.runner import run_scenario
+from minikf.scenario import load_scenario
+from minikf.steps import train
+from minikf.steps.base import StepContext, StepFailed
+from minikf.workload.model import load_model
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "fashion-mnist-sample"
+
+
+def _train_workers() -> list[psutil.Process]:
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if "minikf.workload.train_worker" in " ".join(proc.cmdline()):
+                found.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def test_train_and_evaluate_on_the_sample(write_scenario, local, tmp_path):
+    path = write_scenario(f"""name: journey
+steps:
+  - name: download
+    kind: download
+    args: {{mirrors: "{SAMPLE}", sample: true}}
+  - name: preprocess
+    kind: preprocess
+    args: {{raw_dir: "${{steps.download.outputs.raw_dir}}"}}
+  - name: train
+    kind: train
+    timeout: 120
+    args: {{data_dir: "${{steps.preprocess.outputs.data_dir}}", workers: 2, epochs: 3}}
+    expect: ["epochs == 3", "checkpoints == 3"]
+  - name: evaluate
+    kind: evaluate
+    args:
+      model_dir: "${{steps.train.outputs.model_dir}}"
+      data_dir: "${{steps.preprocess.outputs.data_dir}}"
+    expect: ["accuracy >= 0.6"]
+""")
+    out = tmp_path / "r"
+    result = run_scenario(load_scenario(path), local, out)
+    assert result.status == "passed", result.message
+    steps = {s.name: s for s in result.steps}
+    assert len(steps["train"].series["loss"]) == 3
+    assert steps["train"].series["loss"][-1] < steps["train"].series["loss"][0]
+    evaluate = steps["evaluate"]
+    assert len(evaluate.outputs["confusion"]) == 10
+    assert sum(map(sum, evaluate.outputs["confusion"])) == evaluate.metrics["test_images"]
+    assert len(evaluate.outputs["predictions_sample"]) == 20
+    load_model(out / "model")
+    assert (out / "logs" / "train-worker-1.log").exists()
+    assert not _train_workers()
+
+
+def test_a_dying_worker_fails_the_step_and_stops_the_rest(local, tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+    data.mkdir()
+    np.savez(data / "train.npz", x=rng.random((256, 28, 28), dtype=np.float32),
+             y=rng.integers(0, 10, 256))
+    monkeypatch.setenv("MINIKF_TEST_KILL_RANK", "1")
+    resources = Resources()
+    ctx = StepContext(name="train", args={"data_dir": str(data), "workers": 2, "epochs": 50},
+                      workdir=tmp_path / "wd", log_path=tmp_path / "logs" / "train.log",
+                      resources=resources, platform=local, params={}, timeout=60,
+                      results_dir=tmp_path / "r")
+    try:
+        with pytest.raises(StepFailed, match="worker 1 exited with code 7"):
+            train.run(ctx)
+        assert len(resources.processes) == 2
+        assert all(p.poll() is not None for p in resources.processes)
+        assert not any(psutil.pid_exists(p.pid) and psutil.Process(p.pid).status() != "zombie"
+                       for p in resources.processes)
+        assert not _train_workers()
+    finally:
+        resources.cleanup()
