@@ -26,7 +26,9 @@ def test_journey_passes_and_leaves_nothing(tmp_path):
     port = int(steps["serve"]["outputs"]["url"].rsplit(":", 1)[1])
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0, "the model server is still listening"
+    # Only this run's processes: other journeys may run beside it under xdist.
+    mine = (data["run_id"], str(out))
     leftovers = [p.info["cmdline"] for p in psutil.process_iter(["cmdline"])
-                 if any("minikf.workload" in part for part in (p.info["cmdline"] or []))]
+                 if any(m in part for part in (p.info["cmdline"] or []) for m in mine)]
     assert leftovers == []
     assert "serve_token" not in (out / "results.json").read_text()
