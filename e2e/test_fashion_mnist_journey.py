@@ -23,6 +23,9 @@ def test_journey_passes_and_leaves_nothing(tmp_path):
     assert len(steps["train"]["series"]["loss"]) == steps["train"]["metrics"]["epochs"]
     assert steps["predict"]["metrics"]["agreement"] == 1.0
     assert (out / "model" / "model.pt").exists()
+    report = (out / "report.html").read_text()
+    assert "confusion matrix" in report and report.count("<polyline") >= 2
+    assert len(steps["evaluate"]["outputs"]["confusion"]) == 10
     port = int(steps["serve"]["outputs"]["url"].rsplit(":", 1)[1])
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0, "the model server is still listening"

@@ -20,9 +20,13 @@ class Progress:
 
     def __call__(self, name: str, result: StepResult | None) -> None:
         if result is None:
-            if self.live:
+            if not self.live:
+                return
+            if self._status is None:
                 self._status = self.console.status(f" {name} ...")
                 self._status.start()
+            else:
+                self._status.update(f" {name} ...")
             return
         if self._status is not None:
             self._status.stop()

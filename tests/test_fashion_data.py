@@ -279,3 +279,13 @@ def test_preprocess_count_mismatch(tmp_path):
     p.write_bytes(gzip.compress(struct.pack(">ii", 2049, 149) + labels[8:-1]))
     with pytest.raises(fd.IdxError, match="count"):
         fd.preprocess(raw, tmp_path / "out")
+
+
+def test_progress_reports_bytes_up_to_the_total(serve, tmp_path):
+    srv = serve(SAMPLE_DIR)
+    seen: dict[str, tuple[int, int | None]] = {}
+    fd.download(tmp_path / "raw", [srv.url], fd.SAMPLE_FILES, timeout=5,
+                progress=lambda name, done, total: seen.__setitem__(name, (done, total)))
+    for name in fd.SAMPLE_FILES:
+        size = (SAMPLE_DIR / name).stat().st_size
+        assert seen[name] == (size, size)

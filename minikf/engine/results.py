@@ -103,6 +103,22 @@ def _svg_line(name: str, values: list[float], width: int = 360, height: int = 16
     )
 
 
+def _confusion_table(step: StepResult) -> str:
+    """A step output `confusion` (rows: true class, columns: predicted) as an HTML table."""
+    matrix = step.outputs.get("confusion")
+    if not matrix:
+        return ""
+    head = "".join(f"<th>{j}</th>" for j in range(len(matrix[0])))
+    body = "".join(
+        f"<tr><th>{i}</th>" + "".join(
+            f'<td style="{"font-weight:bold" if i == j else ""}">{v}</td>'
+            for j, v in enumerate(row)) + "</tr>"
+        for i, row in enumerate(matrix)
+    )
+    return (f"<h3>{html.escape(step.name)}: confusion matrix (rows true, columns predicted)"
+            f"</h3><table><tr><th></th>{head}</tr>{body}</table>")
+
+
 def write_html(result: RunResult, path: Path) -> None:
     colour = {"passed": "#2e7d32", "failed": "#c62828", "timeout": "#c62828", "skipped": "#777"}
     rows, plots = [], []
@@ -127,6 +143,7 @@ table{{border-collapse:collapse}}figure{{display:inline-block;margin:1em}}</styl
 <table><tr><th>step</th><th>kind</th><th>status</th><th>seconds</th><th>metrics</th>
 <th>message</th></tr>{''.join(rows)}</table>
 <h2>Plots</h2>{''.join(plots) or '<p>No step produced a series.</p>'}
+{''.join(_confusion_table(step) for step in result.steps)}
 <h2>Versions</h2><pre>{html.escape(json.dumps(result.versions, indent=2))}</pre>
 </body></html>"""
     path.write_text(page)

@@ -110,6 +110,7 @@ def _run_step(step: Step, lookup: _Lookup, base: dict) -> StepResult:
             name=step.name, args=args, workdir=base["workdir"], log_path=log_path,
             resources=base["resources"], platform=base["platform"], params=lookup.params,
             timeout=step.timeout, results_dir=base["results"],
+            status=lambda text: base["progress"](f"{step.name}: {text}", None),
         )
         outcome = _run_with_timeout(load_step(step.kind), ctx)
         result.metrics, result.series = outcome.metrics, outcome.series
@@ -158,7 +159,7 @@ def run_scenario(
     resources = Resources()
     workdir = resources.add_temp_dir(Path(tempfile.mkdtemp(prefix=f"minikf-{run.run_id}-")))
     base = {"workdir": workdir, "resources": resources, "platform": platform,
-            "logs": results_dir / "logs", "results": results_dir}
+            "logs": results_dir / "logs", "results": results_dir, "progress": progress}
     scenario_dir = scenario.path.parent.resolve() if scenario.path else Path.cwd()
     lookup = _Lookup(merged, workdir, scenario_dir)
     lookup.params = {k: render(v, lookup) for k, v in merged.items()}

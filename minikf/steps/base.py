@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ class StepContext:
     params: dict[str, Any]
     timeout: float
     results_dir: Path
+    status: Callable[[str], None] = field(default=lambda text: None)
+    """Updates the live progress line of this step (a no-op when not on a terminal)."""
 
     def arg(self, key: str, default: Any = ..., kind: type | tuple = object) -> Any:
         """An argument, with a clear error naming the step and field when missing or wrong."""

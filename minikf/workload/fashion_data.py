@@ -8,6 +8,7 @@ import shutil
 import struct
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -68,7 +69,11 @@ def _join(mirror: str, name: str) -> str:
     return mirror.rstrip("/") + "/" + name
 
 
-def _fetch_http(url: str, part: Path, timeout: float) -> None:
+Progress = Callable[[str, int, "int | None"], None]
+"""progress(file name, bytes so far, total bytes or None)."""
+
+
+def _fetch_http(url: str, part: Path, timeout: float, progress: Progress | None = None) -> None:
     """Download `url` into `part`, resuming from its current size with an HTTP Range request."""
     offset = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={offset}-"} if offset else {}
@@ -83,13 +88,21 @@ def _fetch_http(url: str, part: Path, timeout: float) -> None:
             mode = "wb"  # server ignored Range (or no Range sent): restart from scratch
         else:
             raise requests.HTTPError(f"HTTP {r.status_code} {r.reason}", response=r)
+        done = offset if mode == "ab" else 0
+        length = r.headers.get("Content-Length")
+        total = done + int(length) if length and length.isdigit() else None
+        name = url.rsplit("/", 1)[-1]
         with open(part, mode) as f:
             for block in r.iter_content(_CHUNK):
                 if block:
                     f.write(block)
+                    done += len(block)
+                    if progress:
+                        progress(name, done, total)
 
 
-def _fetch_one(name: str, dest: Path, mirrors: list[str], timeout: float) -> list[str]:
+def _fetch_one(name: str, dest: Path, mirrors: list[str], timeout: float,
+               progress: Progress | None = None) -> list[str]:
     """Try each mirror in order; on success move the data into dest/name and return [].
 
     Returns a list of 'url: reason' strings if every mirror failed.
@@ -109,7 +122,7 @@ def _fetch_one(name: str, dest: Path, mirrors: list[str], timeout: float) -> lis
         else:
             url = _join(mirror, name)
             try:
-                _fetch_http(url, part, timeout)
+                _fetch_http(url, part, timeout, progress)
             except requests.RequestException as e:
                 failures.append(f"{url}: {type(e).__name__}: {e}")
                 continue
@@ -124,6 +137,7 @@ def download(
     checksums: dict[str, str],
     retries: int = 2,
     timeout: float = 30,
+    progress: Progress | None = None,
 ) -> dict[str, str]:
     """Fetch every file in `checksums` into `dest`, verifying md5. Returns {file: md5}."""
     dest = Path(dest)
@@ -141,7 +155,7 @@ def download(
             target.unlink()
         actual = None
         for attempt in range(retries + 1):
-            failures = _fetch_one(name, dest, mirrors, timeout)
+            failures = _fetch_one(name, dest, mirrors, timeout, progress)
             if failures:
                 raise DownloadError(
                     f"could not download {name}; every mirror failed:\n  "
