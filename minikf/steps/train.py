@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from minikf.engine.resources import free_port
+from minikf.engine.resources import free_port, kill_process_group
 from minikf.steps.base import StepContext, StepFailed, StepOutcome
 
 
@@ -43,7 +43,8 @@ def _monitor(ctx: StepContext, procs: list) -> None:
                 continue
             pending.remove((rank, log, proc))
             if code != 0:
-                ctx.resources.stop_processes()
+                for _, _, other in procs:  # only this job's workers, not the run's servers
+                    kill_process_group(other)
                 raise StepFailed(f"worker {rank} exited with {_describe_exit(code)} (see {log})")
         time.sleep(0.1)
 
