@@ -28,7 +28,7 @@ def server(tmp_path_factory):
     log = tmp_path_factory.mktemp("log") / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "minikf.workload.server", "--model", str(model_dir),
+            [sys.executable, "-m", "minikf.workload.server", "--model-dir", str(model_dir),
              "--port", str(port)],
             env={**os.environ, "MINIKF_SERVE_TOKEN": TOKEN},
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,

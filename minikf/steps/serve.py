@@ -28,7 +28,7 @@ def run(ctx: StepContext) -> StepOutcome:
     token = str(ctx.arg("token", kind=str))
     if not (model_dir / "model.pt").is_file():
         raise StepFailed(f"step {ctx.name!r}: no model at {model_dir} (expected model.pt)")
-    argv = [sys.executable, "-m", "minikf.workload.server", "--model", str(model_dir),
+    argv = [sys.executable, "-m", "minikf.workload.server", "--model-dir", str(model_dir),
             "--port", str(port)]
     # The token travels in the environment, never on the command line (visible in `ps`).
     proc = ctx.platform.launch(argv, env={"MINIKF_SERVE_TOKEN": token},

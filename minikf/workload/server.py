@@ -1,6 +1,6 @@
 """Serve a saved FashionCNN with KServe's ModelServer (V1 and V2 / Open Inference Protocol).
 
-    python -m minikf.workload.server --model DIR --port N [--host H] [--token T]
+    python -m minikf.workload.server --model-dir DIR --port N [--host H] [--token T]
 
 The token is better given in the environment (MINIKF_SERVE_TOKEN) so it does not show in `ps`.
 It is never logged.
@@ -213,7 +213,9 @@ def serve(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m minikf.workload.server")
-    parser.add_argument("--model", required=True, help="model directory (model.pt + model.json)")
+    # Not `--model`: kserve parses sys.argv on import and would take it for `--model_name`.
+    parser.add_argument("--model-dir", dest="model", required=True,
+                        help="model directory (model.pt + model.json)")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--token", default=None, help=f"bearer token (prefer env {TOKEN_ENV})")

@@ -1,0 +1,1 @@
+"""Benchmarks: the journey's training harness against a bare PyTorch loop."""
