@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 from minikf.steps.base import StepContext, StepFailed, StepOutcome
 
 
-def _last_json(log_text: str) -> dict:
+def last_json_line(log_text: str) -> dict:
     for line in reversed(log_text.strip().splitlines()):
         line = line.strip()
         if line.startswith("{"):
@@ -28,13 +27,10 @@ def run(ctx: StepContext) -> StepOutcome:
         argv[0] = sys.executable
     env = {**os.environ, **{k: str(v) for k, v in ctx.arg("env", {}, dict).items()}}
     proc = ctx.resources.spawn(argv, ctx.log_path, env=env, cwd=ctx.workdir)
-    try:
-        code = proc.wait()
-    except subprocess.TimeoutExpired:  # pragma: no cover - the engine enforces timeouts
-        raise
+    code = proc.wait()  # the engine enforces the timeout by killing the process group
     text = ctx.log_path.read_text(errors="replace")
     if code != 0:
         tail = "\n".join(text.strip().splitlines()[-5:])
         raise StepFailed(f"command {argv[0]} exited {code}: {tail}")
-    metrics = _last_json(text)
+    metrics = last_json_line(text)
     return StepOutcome(metrics=metrics, outputs=dict(metrics))

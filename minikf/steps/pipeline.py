@@ -6,7 +6,7 @@ import json
 import sys
 
 from minikf.steps.base import StepContext, StepFailed, StepOutcome
-from minikf.steps.command import _last_json
+from minikf.steps.command import last_json_line
 
 
 def run(ctx: StepContext) -> StepOutcome:
@@ -23,6 +23,6 @@ def run(ctx: StepContext) -> StepOutcome:
                   and "FAILURE" in line]
         where = failed[-1] if failed else "\n".join(text.strip().splitlines()[-5:])
         raise StepFailed(f"pipeline {name} failed: {where} (log: {ctx.log_path})")
-    result = _last_json(text)
+    result = last_json_line(text)
     return StepOutcome(metrics={output_metric: result.get("output"),
                                 "seconds": result.get("seconds")})
