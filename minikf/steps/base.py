@@ -14,6 +14,15 @@ class StepFailed(Exception):
     """A step's own failure, with the message the user sees."""
 
 
+def log_tail(path: Path, lines: int = 5) -> str:
+    """The last lines of a step's log, for a failure message."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
 @dataclass
 class StepOutcome:
     metrics: dict[str, Any] = field(default_factory=dict)

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from minikf.steps.base import StepContext, StepFailed, StepOutcome
+from minikf.steps.base import StepContext, StepFailed, StepOutcome, log_tail
 
 
 def last_json_line(log_text: str) -> dict:
@@ -30,7 +30,6 @@ def run(ctx: StepContext) -> StepOutcome:
     code = proc.wait()  # the engine enforces the timeout by killing the process group
     text = ctx.log_path.read_text(errors="replace")
     if code != 0:
-        tail = "\n".join(text.strip().splitlines()[-5:])
-        raise StepFailed(f"command {argv[0]} exited {code}: {tail}")
+        raise StepFailed(f"command {argv[0]} exited {code}: {log_tail(ctx.log_path)}")
     metrics = last_json_line(text)
     return StepOutcome(metrics=metrics, outputs=dict(metrics))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from minikf.steps.base import StepContext, StepFailed, StepOutcome
+from minikf.steps.base import StepContext, StepFailed, StepOutcome, log_tail
 from minikf.steps.command import last_json_line
 
 
@@ -21,7 +21,7 @@ def run(ctx: StepContext) -> StepOutcome:
     if code != 0:
         failed = [line for line in text.splitlines() if "finished with status" in line
                   and "FAILURE" in line]
-        where = failed[-1] if failed else "\n".join(text.strip().splitlines()[-5:])
+        where = failed[-1] if failed else log_tail(ctx.log_path)
         raise StepFailed(f"pipeline {name} failed: {where} (log: {ctx.log_path})")
     result = last_json_line(text)
     return StepOutcome(metrics={output_metric: result.get("output"),

@@ -8,18 +8,10 @@ from pathlib import Path
 
 import requests
 
-from minikf.steps.base import StepContext, StepFailed, StepOutcome
+from minikf.steps.base import StepContext, StepFailed, StepOutcome, log_tail
 
 MODEL_NAME = "fashion-mnist"
 READY_TIMEOUT = 60.0
-
-
-def _log_tail(path: Path, lines: int = 15) -> str:
-    try:
-        text = Path(path).read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no log)"
-    return "\n".join(text[-lines:])
 
 
 def run(ctx: StepContext) -> StepOutcome:
@@ -41,7 +33,7 @@ def run(ctx: StepContext) -> StepOutcome:
         if proc.poll() is not None:
             raise StepFailed(
                 f"model server exited {proc.returncode} before it was ready; log tail:\n"
-                f"{_log_tail(ctx.log_path)}"
+                f"{log_tail(ctx.log_path, 15)}"
             )
         try:
             resp = requests.get(f"{url}/v2/health/ready", headers=headers, timeout=2)
@@ -53,5 +45,5 @@ def run(ctx: StepContext) -> StepOutcome:
         time.sleep(0.2)
     raise StepFailed(
         f"model server on {url} not ready after {READY_TIMEOUT:.0f}s ({last}); log tail:\n"
-        f"{_log_tail(ctx.log_path)}"
+        f"{log_tail(ctx.log_path, 15)}"
     )
