@@ -10,6 +10,7 @@ from pathlib import Path
 
 from minikf.engine.resources import free_port, kill_process_group
 from minikf.steps.base import StepContext, StepFailed, StepOutcome
+from minikf.workload.contract import worker_env
 
 
 def _describe_exit(code: int) -> str:
@@ -22,11 +23,10 @@ def _describe_exit(code: int) -> str:
 
 
 def _launch(ctx: StepContext, workers: int, argv: list[str]) -> list:
-    port = str(free_port())
+    port = free_port()
     procs = []
     for rank in range(workers):
-        env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
-               "WORLD_SIZE": str(workers), "RANK": str(rank)}
+        env = worker_env(rank, workers, port)
         log = ctx.log_path.with_name(f"{ctx.name}-worker-{rank}.log")
         procs.append((rank, log, ctx.platform.launch(argv, env=env, log_path=log,
                                                      resources=ctx.resources)))
