@@ -163,22 +163,10 @@ def version() -> None:
         typer.echo(f"{name} {value}")
 
 
-# Command groups that live in their own module under minikf/commands/, one module per area:
-# `minikf NAME ...` is the Typer app at "module:attribute". Add a line here for a new group.
-COMMAND_GROUPS = {
-    "bench": "minikf.commands.bench:app",
-}
+# The areas' commands live in minikf/commands/, one module per area (bench, images, runs, ...).
+from minikf.commands import register_all  # noqa: E402
 
-
-def _add_command_groups() -> None:
-    import importlib
-
-    for name, target in COMMAND_GROUPS.items():
-        module, _, attr = target.partition(":")
-        app.add_typer(getattr(importlib.import_module(module), attr), name=name)
-
-
-_add_command_groups()
+register_all(app)
 
 
 def main() -> None:

@@ -9,6 +9,10 @@ import typer
 app = typer.Typer(no_args_is_help=True, help="Benchmarks against a baseline run beside them.")
 
 
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="bench")
+
+
 @app.command("train")
 def bench_train_cmd(
     workers: str = typer.Option("1,2", help="worker counts for the scaling figure"),

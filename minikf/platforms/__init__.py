@@ -1,4 +1,7 @@
-"""Platforms, by name -> "module:Class", loaded lazily (as testinfra does with backends)."""
+"""Platforms, by name -> "module:Class", loaded lazily (as testinfra does with backends).
+
+A platform is one module here behind the `Platform` interface in base.py.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +12,20 @@ from minikf.platforms.base import Platform
 
 PLATFORMS = {
     "local": "minikf.platforms.local:LocalPlatform",
+    "docker": "minikf.platforms.docker:DockerPlatform",
+    "kubernetes": "minikf.platforms.kubernetes:KubernetesPlatform",
 }
-PLANNED = {"docker": "issue #4", "kubernetes": "issue #5"}
 
 
 def get_platform(name: str, **options) -> Platform:
-    if name in PLANNED:
-        raise MinikfError(
-            f"platform {name!r} is not implemented yet ({PLANNED[name]}); use --platform local",
-            exit_code=2,
-        )
+    """The platform called `name`, built with `options` (e.g. kubeconfig, namespace)."""
     if name not in PLATFORMS:
         raise MinikfError(f"unknown platform {name!r}; known: {', '.join(PLATFORMS)}", exit_code=2)
     module, _, cls = PLATFORMS[name].partition(":")
-    return getattr(importlib.import_module(module), cls)(**options)
+    try:
+        loaded = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        raise MinikfError(f"platform {name!r} is not implemented yet; use --platform local", 2) from None
+    return getattr(loaded, cls)(**options)

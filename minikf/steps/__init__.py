@@ -1,25 +1,21 @@
-"""Step kinds, by name -> "module:function"; each kind is one small module.
-
-A step function takes a StepContext and returns a StepOutcome (metrics, outputs, series).
+"""Step kinds. Every module in this package but `base` is one step kind, named after the module,
+with a `run(ctx: StepContext) -> StepOutcome` function. Shared code lives outside this package.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable
 
 from minikf.steps.base import StepContext, StepFailed, StepOutcome
 
-STEP_KINDS = {
-    "command": "minikf.steps.command:run",
-    "service": "minikf.steps.service:run",
-    "download": "minikf.steps.download:run",
-    "preprocess": "minikf.steps.preprocess:run",
-    "serve": "minikf.steps.serve:run",
-    "predict": "minikf.steps.predict:run",
-    "pipeline": "minikf.steps.pipeline:run",
-    "train": "minikf.steps.train:run",
-    "evaluate": "minikf.steps.evaluate:run",
+_NOT_KINDS = {"base"}
+
+STEP_KINDS: dict[str, str] = {
+    module.name: f"minikf.steps.{module.name}:run"
+    for module in pkgutil.iter_modules(__path__)
+    if module.name not in _NOT_KINDS and not module.name.startswith("_")
 }
 
 
