@@ -1,0 +1,2 @@
+"""Notebooks: a Jupyter server per user (server), notebooks run with nbclient (execute), and
+the Kubeflow Notebook CR for clusters (kubernetes)."""

@@ -1,0 +1,57 @@
+"""Execute a notebook end to end with nbclient, papermill-style parameters injected.
+
+The notebook's cell tagged `parameters` holds defaults; a cell with the given values is
+inserted after it. The kernel runs in `cwd` with private Jupyter/IPython dirs under it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from minikf.errors import MinikfError
+from minikf.profiles.store import private_dir, write_private
+
+
+def inject_parameters(nb: nbformat.NotebookNode, params: dict) -> None:
+    """Insert `name = value` lines after the `parameters` cell (or first, when none)."""
+    lines = "\n".join(f"{key} = {value!r}" for key, value in params.items())
+    cell = nbformat.v4.new_code_cell(f"# Parameters injected by minikf\n{lines}")
+    cell.metadata["tags"] = ["injected-parameters"]
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    nb.cells.insert(tagged[0] + 1 if tagged else 0, cell)
+
+
+def kernel_env(cwd: Path) -> dict[str, str]:
+    private = private_dir(cwd / ".jupyter")
+    return {**os.environ, "JUPYTER_RUNTIME_DIR": str(private_dir(private / "runtime")),
+            "IPYTHONDIR": str(private_dir(private / "ipython"))}
+
+
+def execute_notebook(path: Path, params: dict, cwd: Path, output: Path, timeout: float,
+                     on_client=None) -> nbformat.NotebookNode:
+    """Run every cell; write the executed notebook to `output` (0600) even when a cell fails."""
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except (OSError, nbformat.ValidationError, ValueError) as exc:
+        raise MinikfError(f"{path}: cannot read the notebook: {exc}") from None
+    inject_parameters(nb, params)
+    client = NotebookClient(nb, timeout=int(timeout), kernel_name="python3",
+                            resources={"metadata": {"path": str(cwd)}})
+    # ZMQ over Unix sockets in a private dir: the kernel opens no TCP port at all.
+    client.km = client.create_kernel_manager()
+    client.km.transport = "ipc"
+    client.km.ip = str(private_dir(cwd / ".jupyter" / "ipc") / "kernel")
+    if on_client is not None:
+        on_client(client)  # lets the caller shut the kernel down on timeout or Ctrl-C
+    try:
+        client.execute(cwd=str(cwd), env=kernel_env(cwd))
+    except CellExecutionError as exc:
+        raise MinikfError(f"{path}: a cell failed: {str(exc).strip().splitlines()[-1]}") from None
+    finally:
+        write_private(output, nbformat.writes(nb))
+    return nb

@@ -1,0 +1,181 @@
+"""A Jupyter server per user: 127.0.0.1 only, a fresh random token, in the user's work dir.
+
+The token goes to the server in its environment (JUPYTER_TOKEN, never argv: `ps` shows
+argv), is stored 0600 in the profile dir, and Jupyter logs its URL as `?token=...`. Jupyter's
+runtime files (which hold the token) go to the profile's private dir, not ~/.local.
+State (`notebook.json`: pid, port, user) lets `list` and `stop` find the server later.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+import requests
+
+from minikf.engine.resources import free_port
+from minikf.errors import MinikfError
+from minikf.profiles.quota import limited_argv
+from minikf.profiles.store import Profile, list_profiles, private_dir, write_private
+
+READY_TIMEOUT = 60.0
+
+
+@dataclass
+class NotebookServer:
+    user: str
+    pid: int
+    port: int
+    url: str
+    create_time: float
+    token_file: str
+
+    def alive(self) -> bool:
+        try:
+            return abs(psutil.Process(self.pid).create_time() - self.create_time) < 1.0
+        except psutil.Error:
+            return False
+
+
+def _state_file(profile: Profile) -> Path:
+    return profile.dir / "notebook.json"
+
+
+def token_file(profile: Profile) -> Path:
+    return profile.dir / "notebook.token"
+
+
+def server_argv(profile: Profile, port: int) -> list[str]:
+    argv = [sys.executable, "-m", "jupyter_server", "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+            "--ServerApp.open_browser=False", "--ServerApp.terminals_enabled=False",
+            f"--ServerApp.root_dir={profile.work_dir}"]
+    if os.geteuid() == 0:
+        argv.append("--allow-root")  # containers and CI run as root
+    return limited_argv(profile, argv)
+
+
+def server_env(profile: Profile, token: str) -> dict[str, str]:
+    private = private_dir(profile.dir / "jupyter")
+    return {**os.environ, "JUPYTER_TOKEN": token,
+            "JUPYTER_RUNTIME_DIR": str(private_dir(private / "runtime")),
+            "JUPYTER_CONFIG_DIR": str(private_dir(private / "config")),
+            "JUPYTER_DATA_DIR": str(private_dir(private / "data")),
+            "IPYTHONDIR": str(private_dir(private / "ipython"))}
+
+
+def wait_ready(url: str, token: str, proc: subprocess.Popen, log_path: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise MinikfError(f"Jupyter server exited {proc.returncode} before it was ready; "
+                              f"see {log_path}")
+        try:
+            if requests.get(f"{url}/api/status", headers={"Authorization": f"token {token}"},
+                            timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise MinikfError(f"Jupyter server on {url} not ready after {READY_TIMEOUT:.0f}s; see {log_path}")
+
+
+def start_notebook(profile: Profile, port: int | None = None, resources=None) -> tuple[NotebookServer, str]:
+    """Start the user's Jupyter server and return it and its token (to show once).
+
+    With `resources` (a scenario run) the server is tracked and stopped with the run;
+    without (the CLI) it runs detached until `minikf notebooks stop`.
+    """
+    current = find_notebook(profile)
+    if current is not None:
+        raise MinikfError(f"a notebook server for {profile.name} is already running on "
+                          f"{current.url} (pid {current.pid}); stop it with "
+                          f"`minikf notebooks stop --user {profile.name}`", exit_code=2)
+    port = port or free_port()
+    token = secrets.token_urlsafe(32)
+    write_private(token_file(profile), token + "\n")
+    log_path = profile.dir / "notebook.log"
+    argv, env = server_argv(profile, port), server_env(profile, token)
+    if resources is not None:
+        proc = resources.spawn(argv, log_path, env=env, cwd=profile.work_dir)
+        # Kernels run in sessions of their own: stop the whole tree, not only the group.
+        resources.on_cleanup(lambda: (_kill_tree(proc.pid), _forget(profile)))
+    else:
+        write_private(log_path, "")
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env=env, cwd=profile.work_dir,
+                                    start_new_session=True)
+    os.chmod(log_path, 0o600)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, token, proc, log_path)
+    except MinikfError:
+        _kill_tree(proc.pid)
+        raise
+    server = NotebookServer(profile.name, proc.pid, port, url,
+                            psutil.Process(proc.pid).create_time(), str(token_file(profile)))
+    write_private(_state_file(profile), json.dumps(asdict(server)))
+    return server, token
+
+
+def find_notebook(profile: Profile) -> NotebookServer | None:
+    """The user's running server; a stale state file (dead or reused pid) is removed."""
+    path = _state_file(profile)
+    if not path.is_file():
+        return None
+    try:
+        server = NotebookServer(**json.loads(path.read_text()))
+    except (ValueError, TypeError):
+        server = None
+    if server is None or not server.alive():
+        _forget(profile)
+        return None
+    return server
+
+
+def list_notebooks(home: Path | None = None) -> list[NotebookServer]:
+    return [s for p in list_profiles(home) if (s := find_notebook(p)) is not None]
+
+
+def _forget(profile: Profile) -> None:
+    _state_file(profile).unlink(missing_ok=True)
+    token_file(profile).unlink(missing_ok=True)
+
+
+def _kill_tree(pid: int, grace: float = 5.0) -> None:
+    """SIGTERM the server (it shuts its kernels down), then SIGKILL whatever is left."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return
+    for proc in procs:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=2)
+
+
+def stop_notebook(profile: Profile) -> NotebookServer | None:
+    """Stop the user's server if one runs; returns what was stopped."""
+    server = find_notebook(profile)
+    if server is not None:
+        _kill_tree(server.pid)
+    _forget(profile)
+    return server

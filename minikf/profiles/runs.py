@@ -1,0 +1,54 @@
+"""Runs owned by a profile: quota-checked, results and artifacts in the profile's runs dir."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from minikf.profiles.quota import check_workers, limited_argv, run_slot
+from minikf.profiles.store import Profile
+
+
+@dataclass
+class ProfilePlatform:
+    """Wraps a platform so every workload process it launches runs under the profile's quota."""
+
+    inner: Any
+    profile: Profile
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return self.inner.capabilities
+
+    def describe(self) -> dict:
+        return {**self.inner.describe(), "profile": self.profile.name,
+                "quota": self.profile.quota.model_dump()}
+
+    def launch(self, argv: list[str], env: dict[str, str], log_path, resources):
+        return self.inner.launch(limited_argv(self.profile, argv), env=env, log_path=log_path,
+                                 resources=resources)
+
+    def missing(self, required: list[str]) -> list[str]:
+        return self.inner.missing(required)
+
+
+def run_as(profile: Profile, scenario, platform: Any, params: dict | None = None,
+           progress=None):
+    """Run a scenario as `profile`: QuotaExceeded before anything starts when over quota."""
+    from minikf.engine.runner import run_scenario
+
+    merged = {**scenario.params, **(params or {})}
+    if "workers" in merged:
+        check_workers(profile, int(merged["workers"]))
+    run_dir_name = uuid.uuid4().hex[:12]
+    with run_slot(profile, run_dir_name):
+        results = Path(profile.runs_dir) / run_dir_name
+        result = run_scenario(scenario, ProfilePlatform(platform, profile), results,
+                              params=params, progress=progress)
+    return result, results

@@ -1,0 +1,41 @@
+"""Execute a notebook end to end (nbclient); the notebook writes out_dir/metrics.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from minikf.errors import MinikfError
+from minikf.notebooks.execute import execute_notebook
+from minikf.profiles.store import private_dir
+from minikf.steps.base import StepContext, StepFailed, StepOutcome
+
+
+def _shutdown_kernel(client) -> None:
+    """On timeout or Ctrl-C: the kernel lives in its own session, outside the run's groups."""
+    km = getattr(client, "km", None)
+    if km is not None and km.has_kernel:
+        km.shutdown_kernel(now=True)
+
+
+def run(ctx: StepContext) -> StepOutcome:
+    path = Path(str(ctx.arg("notebook", kind=str)))
+    if not path.is_file():
+        raise StepFailed(f"step {ctx.name!r}: args.notebook: no notebook at {path}")
+    params = dict(ctx.arg("parameters", {}, dict))
+    cwd = private_dir(ctx.workdir / f"notebook-{ctx.name}")
+    out_dir = cwd / "out"
+    params.setdefault("out_dir", str(out_dir))
+    executed = private_dir(ctx.results_dir / "notebooks") / path.name
+    try:
+        execute_notebook(path, params, cwd, executed, ctx.timeout,
+                         on_client=lambda c: ctx.resources.on_cleanup(lambda: _shutdown_kernel(c)))
+    except MinikfError as exc:
+        raise StepFailed(f"step {ctx.name!r}: {exc.message} (executed notebook: {executed})") from None
+    metrics_file = Path(params["out_dir"]) / "metrics.json"
+    if not metrics_file.is_file():
+        raise StepFailed(f"step {ctx.name!r}: the notebook wrote no {metrics_file}")
+    values = json.loads(metrics_file.read_text())
+    metrics = {k: v for k, v in values.items() if isinstance(v, (int, float))}
+    outputs = {**values, "executed_notebook": str(executed)}
+    return StepOutcome(metrics=metrics, outputs=outputs)
