@@ -1,0 +1,1 @@
+"""The kubernetes platform's pieces: cluster connection and checks (client.py), resource builders."""

@@ -1,0 +1,158 @@
+"""A fake Kubernetes API server on 127.0.0.1 for the kubernetes platform's tests.
+
+No Kubernetes control plane can run on the machines this project is built on, so this real HTTP
+server plays only what minikf's client touches: /version, API discovery (/api, /apis,
+/apis/<group>/<version>), SelfSubjectAccessReview, and create/get/delete of namespaced custom
+objects (stored as sent, so tests can check them against the upstream SDK models). It checks
+the bearer token on every request, like an API server does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+TOKEN = "fake-apiserver-token"
+NOT_FOUND = "the server could not find the requested resource"
+
+OBJECT_PATH = re.compile(r"^/apis/(?P<group>[^/]+)/(?P<version>[^/]+)/namespaces/(?P<ns>[^/]+)/"
+                         r"(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?$")
+
+
+@dataclass
+class FakeApiServer:
+    """State the handler serves; tests set `crds`, `allowed` and read `objects`."""
+
+    crds: set[tuple[str, str, str]] = field(default_factory=set)  # (group, version, plural)
+    allowed: set[tuple[str, str, str]] | None = None  # (verb, group, resource[/sub]); None = all
+    git_version: str = "v1.31.0-fake"
+    objects: dict[tuple[str, str, str, str], dict] = field(default_factory=dict)
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    # called with a stored object on every GET, so a test can play a controller (set status)
+    on_get: object = None
+    url: str = ""
+
+    def __enter__(self) -> FakeApiServer:
+        state = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # quiet test output
+                pass
+
+            def _send(self, code: int, doc: dict) -> None:
+                data = json.dumps(doc).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _status(self, code: int, reason: str, message: str) -> None:
+                self._send(code, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                  "reason": reason, "message": message, "code": code})
+
+            def _authorized(self) -> bool:
+                state.requests.append((self.command, self.path))
+                if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                    self._status(401, "Unauthorized", "Unauthorized")
+                    return False
+                return True
+
+            def _body(self) -> dict:
+                length = int(self.headers.get("Content-Length") or 0)
+                return json.loads(self.rfile.read(length) or b"{}")
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                if not self._authorized():
+                    return
+                path = self.path.split("?")[0]
+                if path == "/version":
+                    return self._send(200, {"major": "1", "minor": "31", "gitVersion": state.git_version})
+                if path == "/api":
+                    return self._send(200, {"kind": "APIVersions", "versions": ["v1"]})
+                if path == "/apis":
+                    groups = sorted({(g, v) for g, v, _ in state.crds})
+                    return self._send(200, {"kind": "APIGroupList", "groups": [
+                        {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v}]}
+                        for g, v in groups]})
+                match = re.match(r"^/apis/([^/]+)/([^/]+)$", path)
+                if match:
+                    group, version = match.groups()
+                    plurals = sorted(p for g, v, p in state.crds if (g, v) == (group, version))
+                    if not plurals:
+                        return self._status(404, "NotFound", NOT_FOUND)
+                    return self._send(200, {"kind": "APIResourceList", "groupVersion": f"{group}/{version}",
+                                            "resources": [{"name": p, "namespaced": True, "kind": p,
+                                                           "verbs": ["create", "get", "delete"]}
+                                                          for p in plurals]})
+                match = OBJECT_PATH.match(path)
+                if match and match["name"]:
+                    key = (match["group"], match["ns"], match["plural"], match["name"])
+                    if key not in state.objects:
+                        return self._status(404, "NotFound", f"{match['plural']} {match['name']!r} not found")
+                    obj = state.objects[key]
+                    if callable(state.on_get):
+                        state.on_get(obj)
+                    return self._send(200, obj)
+                return self._status(404, "NotFound", NOT_FOUND)
+
+            def do_POST(self) -> None:  # noqa: N802
+                if not self._authorized():
+                    return
+                path = self.path.split("?")[0]
+                body = self._body()
+                if path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews":
+                    attrs = body["spec"]["resourceAttributes"]
+                    res = attrs["resource"] + (f"/{attrs['subresource']}" if attrs.get("subresource") else "")
+                    asked = (attrs["verb"], attrs.get("group", ""), res)
+                    allowed = state.allowed is None or asked in state.allowed
+                    return self._send(201, {**body, "status": {"allowed": allowed}})
+                match = OBJECT_PATH.match(path)
+                if match and not match["name"]:
+                    if (match["group"], match["version"], match["plural"]) not in state.crds:
+                        return self._status(404, "NotFound", NOT_FOUND)
+                    name = body.get("metadata", {}).get("name")
+                    key = (match["group"], match["ns"], match["plural"], name)
+                    if key in state.objects:
+                        return self._status(409, "AlreadyExists", f"{match['plural']} {name!r} exists")
+                    body.setdefault("metadata", {})["namespace"] = match["ns"]
+                    state.objects[key] = body
+                    return self._send(201, body)
+                return self._status(404, "NotFound", NOT_FOUND)
+
+            def do_DELETE(self) -> None:  # noqa: N802
+                if not self._authorized():
+                    return
+                match = OBJECT_PATH.match(self.path.split("?")[0])
+                if match and match["name"]:
+                    key = (match["group"], match["ns"], match["plural"], match["name"])
+                    if state.objects.pop(key, None) is not None:
+                        return self._send(200, {"kind": "Status", "status": "Success"})
+                return self._status(404, "NotFound", "not found")
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def kubeconfig(self, directory: Path, token: str = TOKEN, namespace: str = "team") -> Path:
+        """A kubeconfig file pointing at this server with a token user."""
+        path = directory / "kubeconfig.yaml"
+        path.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+            "users": [{"name": "tester", "user": {"token": token}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "tester",
+                                                      "namespace": namespace}}],
+        }))
+        return path
