@@ -31,10 +31,23 @@ def main(argv: list[str] | None = None) -> int:
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=args.root)
     started = time.monotonic()
-    task = load_pipeline(args.name)(**json.loads(args.arguments))
-    output = task.output
-    print(json.dumps({"output": output, "seconds": round(time.monotonic() - started, 3)}))
+    try:
+        task = load_pipeline(args.name)(**json.loads(args.arguments))
+    except RuntimeError as exc:  # kfp.local: "Pipeline ... finished with status FAILURE ..."
+        print(json.dumps({"status": "FAILURE", "message": str(exc),
+                          "seconds": round(time.monotonic() - started, 3)}))
+        return 1
+    print(json.dumps({"status": "SUCCESS", "output": _output(task),
+                      "seconds": round(time.monotonic() - started, 3)}))
     return 0
+
+
+def _output(task):
+    """The pipeline's single output; None for a pipeline that returns nothing."""
+    try:
+        return task.output
+    except AttributeError:  # kfp: no single output (none, or several by name)
+        return dict(task.outputs) or None
 
 
 if __name__ == "__main__":

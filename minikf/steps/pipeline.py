@@ -1,28 +1,69 @@
-"""Run a Kubeflow Pipelines pipeline on the platform (locally: kfp.local.SubprocessRunner)."""
+"""Run a Kubeflow Pipelines pipeline on the platform (locally: kfp.local.SubprocessRunner).
+
+Optional checks, so a scenario asserts what a pipeline produced and not only that it ran:
+`expect_output` (the pipeline's output, compared as JSON values), `expect_status`
+(SUCCESS, or FAILURE for a run that must fail, such as an exit handler's failing body) and
+`report_file` (a JSON object a task wrote, e.g. an exit task's marker, merged into metrics).
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
+from minikf.pipelines.failures import failed_task
 from minikf.steps.base import StepContext, StepFailed, StepOutcome, log_tail
 from minikf.steps.command import last_json_line
+
+
+def _failure_message(name: str, ctx: StepContext, text: str) -> str:
+    found = failed_task(text)
+    if found:
+        task, error = found
+        where = f"task {task!r} raised {error}" if error else f"task {task!r} failed"
+    else:
+        where = log_tail(ctx.log_path)
+    return f"pipeline {name} finished with status FAILURE: {where} (log: {ctx.log_path})"
+
+
+def _report(path: str) -> dict:
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise StepFailed(f"report_file {path}: not written or not JSON ({exc})") from exc
+    if not isinstance(value, dict):
+        raise StepFailed(f"report_file {path}: expected a JSON object, got {type(value).__name__}")
+    return value
 
 
 def run(ctx: StepContext) -> StepOutcome:
     name = ctx.arg("pipeline", kind=str)
     arguments = ctx.arg("arguments", {}, dict)
     output_metric = ctx.arg("output_metric", "output", str)
+    expect_status = ctx.arg("expect_status", "SUCCESS", str).upper()
+    if expect_status not in ("SUCCESS", "FAILURE"):
+        raise StepFailed(f"step {ctx.name!r}: args.expect_status should be SUCCESS or FAILURE, "
+                         f"got {expect_status!r}")
     argv = [sys.executable, "-m", "minikf.pipelines.run_local", name,
             "--root", str(ctx.workdir / "pipeline-root"), "--arguments", json.dumps(arguments)]
     proc = ctx.platform.launch(argv, {}, ctx.log_path, ctx.resources)
     code = proc.wait()
     text = ctx.log_path.read_text(errors="replace")
-    if code != 0:
-        failed = [line for line in text.splitlines() if "finished with status" in line
-                  and "FAILURE" in line]
-        where = failed[-1] if failed else log_tail(ctx.log_path)
-        raise StepFailed(f"pipeline {name} failed: {where} (log: {ctx.log_path})")
     result = last_json_line(text)
-    return StepOutcome(metrics={output_metric: result.get("output"),
-                                "seconds": result.get("seconds")})
+    status = "SUCCESS" if code == 0 else "FAILURE"
+    if status != expect_status:
+        if status == "FAILURE":
+            raise StepFailed(_failure_message(name, ctx, text))
+        raise StepFailed(f"pipeline {name} succeeded, but the scenario expected it to fail "
+                         f"(log: {ctx.log_path})")
+    output = result.get("output")
+    metrics = {output_metric: output, "seconds": result.get("seconds"),
+               "pipeline_failed": int(status == "FAILURE")}
+    if "expect_output" in ctx.args and output != ctx.args["expect_output"]:
+        raise StepFailed(f"pipeline {name}: expected output {ctx.args['expect_output']!r}, "
+                         f"got {output!r} (log: {ctx.log_path})")
+    if "report_file" in ctx.args:
+        metrics.update(_report(ctx.arg("report_file", kind=str)))
+    outputs = {"status": status, "output": output}
+    return StepOutcome(metrics=metrics, outputs=outputs)
