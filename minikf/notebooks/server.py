@@ -57,7 +57,11 @@ def server_argv(profile: Profile, port: int) -> list[str]:
     argv = [sys.executable, "-m", "jupyter_server", "--ServerApp.ip=127.0.0.1",
             f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
             "--ServerApp.open_browser=False", "--ServerApp.terminals_enabled=False",
-            f"--ServerApp.root_dir={profile.work_dir}"]
+            # JupyterLab's page (login first); jupyter_server's own "/" page needs no token.
+            "--ServerApp.default_url=/lab",
+            f"--ServerApp.root_dir={profile.work_dir}",
+            # Kernels talk ZMQ over Unix sockets in the private runtime dir: no TCP ports.
+            "--KernelManager.transport=ipc"]
     if os.geteuid() == 0:
         argv.append("--allow-root")  # containers and CI run as root
     return limited_argv(profile, argv)

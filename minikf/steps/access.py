@@ -1,0 +1,70 @@
+"""Check token isolation on served endpoints: for each target path, a request without a
+token is refused (401; Jupyter answers 403), another user's token gets 403, and the owner's
+token gets 200. Tokens come in args (from ${secrets...}) or token files; never in outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import requests
+
+from minikf.steps.base import StepContext, StepFailed, StepOutcome
+
+
+def _status(url: str, token: str | None) -> int | str:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    try:
+        return requests.get(url, headers=headers, timeout=10).status_code
+    except requests.RequestException as exc:
+        return type(exc).__name__
+
+
+def _token(ctx: StepContext, target: dict, i: int, prefix: str = "") -> str | None:
+    """`<prefix>token` or the contents of `<prefix>token_file`; None when neither is given."""
+    if f"{prefix}token" in target:
+        return str(target[f"{prefix}token"])
+    if f"{prefix}token_file" in target:
+        path = Path(str(target[f"{prefix}token_file"]))
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise StepFailed(f"step {ctx.name!r}: args.targets[{i}].{prefix}token_file: "
+                             f"cannot read {path}: {exc}") from None
+    return None
+
+
+def check_target(base: str, path: str, owner: str, other: str, without: list[int]) -> dict:
+    url = base.rstrip("/") + path
+    row = {"url": url, "no_token": _status(url, None), "other_user": _status(url, other),
+           "owner": _status(url, owner)}
+    row["ok"] = (row["no_token"] in without and row["other_user"] == 403 and row["owner"] == 200)
+    return row
+
+
+def run(ctx: StepContext) -> StepOutcome:
+    other = str(ctx.arg("other_token", kind=str))
+    rows = []
+    for i, target in enumerate(ctx.arg("targets", kind=list)):
+        if not isinstance(target, dict) or "url" not in target or "paths" not in target:
+            raise StepFailed(f"step {ctx.name!r}: args.targets[{i}] needs url and paths")
+        owner = _token(ctx, target, i)
+        if owner is None:
+            raise StepFailed(f"step {ctx.name!r}: args.targets[{i}] needs token or token_file")
+        target_other = _token(ctx, target, i, "other_") or other
+        without = [int(s) for s in target.get("refuse_without_token", [401])]
+        for path in target["paths"]:
+            row = check_target(str(target["url"]), str(path), owner, target_other, without)
+            rows.append({"target": target.get("name", str(i)), **row})
+    ctx.log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(ctx.log_path, "a") as log:
+        for row in rows:
+            log.write(f"{row['target']} {row['url']}: without token {row['no_token']}, other "
+                      f"user {row['other_user']}, owner {row['owner']}, ok={row['ok']}\n")
+    metrics = {
+        "checks": len(rows),
+        "refused_without_token": sum(1 for r in rows if r["no_token"] in (401, 403)),
+        "refused_other_user": sum(1 for r in rows if r["other_user"] == 403),
+        "allowed_owner": sum(1 for r in rows if r["owner"] == 200),
+        "errors": sum(1 for r in rows if not r["ok"]),
+    }
+    return StepOutcome(metrics=metrics, outputs={"checks": rows})
