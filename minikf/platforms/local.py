@@ -12,7 +12,7 @@ class LocalPlatform:
     name: str = "local"
     # Only what is implemented and tested on this platform today.
     capabilities: frozenset[str] = field(
-        default_factory=lambda: frozenset({"pipelines", "training", "serving", "notebooks"})
+        default_factory=lambda: frozenset({"pipelines", "training", "serving", "notebooks", "isolation"})
     )
 
     def describe(self) -> dict:
