@@ -1,0 +1,122 @@
+"""`minikf up`, `minikf down`, `minikf status`: the appliance (kind or a Vagrant VM running kind)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from minikf.errors import MinikfError
+
+
+def _split(values: list[str]) -> list[str]:
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+def up(
+    driver: str = typer.Option("kind", help="kind | vagrant"),
+    gpus: bool = typer.Option(False, "--gpus", help="NVIDIA GPUs in the cluster (driver + toolkit on the host)"),
+    components: list[str] = typer.Option([], "--components", "-c",
+                                         help="comma-separated; default: all but gpu (see `minikf up --list`)"),
+    mirror: list[str] = typer.Option([], "--mirror", help="SOURCE=DIR or SOURCE=GIT_URL[@REF], repeatable"),
+    name: str = typer.Option("minikf", help="cluster name"),
+    gateway_port: int = typer.Option(8080, help="host port for the Istio ingress gateway (127.0.0.1)"),
+    api_port: int | None = typer.Option(None, help="host port for the API server (default: kind picks)"),
+    listen_address: str = typer.Option("127.0.0.1", help="host address the ports bind to (0.0.0.0 inside a VM)"),
+    data_dir: Path | None = typer.Option(None, help="host directory keeping volumes across clusters"),
+    load_image: list[str] = typer.Option([], "--load-image", help="docker image to `kind load`, repeatable"),
+    provider: str = typer.Option("libvirt", help="vagrant provider: libvirt | virtualbox"),
+    list_components: bool = typer.Option(False, "--list", help="list the components and exit"),
+) -> None:
+    """Bring up the appliance: preflight, cluster, pinned Kubeflow components, endpoints."""
+    from minikf.appliance import components as comp
+
+    if list_components:
+        for c in comp.COMPONENTS.values():
+            needs = ", ".join(c.needs) or "-"
+            typer.echo(f"{c.name:18} {c.description}  (needs: {needs})")
+        return
+    chosen = comp.resolve(_split(components), gpus=gpus)
+    if driver == "kind":
+        from minikf.appliance.kind import KindAppliance
+        from minikf.appliance.kindconfig import KindSettings
+
+        settings = KindSettings(name=name, gateway_port=gateway_port, api_server_port=api_port,
+                                listen_address=listen_address, data_dir=data_dir, gpus=gpus)
+        appliance = KindAppliance(settings, chosen, comp.Mirrors.from_args(mirror),
+                                  say=lambda m: typer.echo(m, err=True), load_images=load_image)
+        found = appliance.up()
+    elif driver == "vagrant":
+        from minikf.appliance.vagrant import VagrantAppliance
+
+        found = VagrantAppliance(provider=provider, gpus=gpus, components=_split(components),
+                                 say=lambda m: typer.echo(m, err=True)).up()
+    else:
+        raise MinikfError(f"--driver {driver!r}: expected kind or vagrant", 2)
+    typer.echo("The appliance is up:")
+    for key, value in found.items():
+        typer.echo(f"  {key:10} {value}")
+    typer.echo(f"Next: minikf run fashion-mnist --platform kubernetes --kubeconfig {found['kubeconfig']}")
+
+
+def down(
+    name: str = typer.Option("minikf", help="cluster name (minikf-vm for the vagrant driver)"),
+    driver: str | None = typer.Option(None, help="kind | vagrant (default: what `up` recorded)"),
+) -> None:
+    """Remove the appliance (the data directory / data disk stays). Nothing there is not an error."""
+    from minikf.appliance.state import ApplianceState
+
+    state = ApplianceState.load(name)
+    chosen = driver or (state.driver if state else "kind")
+    if chosen == "vagrant":
+        from minikf.appliance.vagrant import VagrantAppliance
+
+        VagrantAppliance(name=name).down()
+    elif chosen == "kind":
+        from minikf.appliance.kind import KindAppliance
+        from minikf.appliance.kindconfig import KindSettings
+        from minikf.appliance.tools import Tools
+
+        tools = Tools()
+        if state is None and not tools.which("kind"):
+            typer.echo(f"nothing to remove: no appliance {name!r} recorded and kind is not installed")
+            return
+        KindAppliance(KindSettings(name=name), [], tools=tools).down()
+    else:
+        raise MinikfError(f"--driver {chosen!r}: expected kind or vagrant", 2)
+    typer.echo(f"removed appliance {name}")
+
+
+def status(
+    name: str = typer.Option("minikf", help="appliance name"),
+    kubeconfig: Path | None = typer.Option(None, help="default: the appliance's, else $KUBECONFIG"),
+    context: str | None = typer.Option(None, help="kubeconfig context"),
+    components: list[str] = typer.Option([], "--components", "-c", help="default: what `up` installed"),
+) -> None:
+    """Each component's health on the appliance's (or any) cluster."""
+    from minikf.appliance import components as comp
+    from minikf.appliance.state import ApplianceState
+    from minikf.appliance.status import health
+    from minikf.kube.client import connect
+
+    state = ApplianceState.load(name)
+    if kubeconfig is None and state and state.kubeconfig:
+        kubeconfig = Path(state.kubeconfig)
+    names = _split(components) or (state.components if state else [])
+    chosen = comp.resolve(names) if names else [comp.COMPONENTS[n] for n in comp.DEFAULT_COMPONENTS]
+    cluster = connect(kubeconfig, context)
+    try:
+        typer.echo(f"cluster {cluster.server} (Kubernetes {cluster.version}, context {cluster.context})")
+        results = health(cluster, chosen)
+    finally:
+        cluster.close()
+    for item in results:
+        typer.echo(f"  {item.component:18} {item.state:18} {item.detail}")
+    if any(h.state in ("not ready", "not installed") for h in results):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up")(up)
+    app.command("down")(down)
+    app.command("status")(status)
