@@ -1,0 +1,166 @@
+"""Collect a run's lineage for the store: the engine calls collect() before its cleanup removes
+the work dir (so data files can still be checksummed) and save() once the status is final.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from minikf.engine.templating import TemplateError, render
+from minikf.metadata import default_db_path
+from minikf.metadata.store import Artifact, MetadataStore, RunRecord
+
+MAX_FILES_PER_OUTPUT = 2000
+_SECRET = "<secret>"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def hash_tree(root: Path) -> list[tuple[str, Path, str, int]]:
+    """(name relative to root, path, sha256, size) for a file or every file under a folder."""
+    if root.is_file():
+        return [(root.name, root, sha256_file(root), root.stat().st_size)]
+    files = sorted(p for p in root.rglob("*") if p.is_file())[:MAX_FILES_PER_OUTPUT]
+    return [(str(p.relative_to(root)), p, sha256_file(p), p.stat().st_size) for p in files]
+
+
+def artifact_kind(key: str) -> str:
+    """What a step output holds, from its name: model_dir -> model, raw_dir/data_dir -> dataset."""
+    if "model" in key:
+        return "model"
+    if key.startswith(("data", "raw")) or "dataset" in key:
+        return "dataset"
+    return "artifact"
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """The git commit of minikf's source (with +dirty for local changes), else its version."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("minikf")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    source = Path(__file__).resolve().parent.parent.parent
+    try:
+        sha = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--", "minikf"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return f"minikf {version} (not a git checkout)"
+    return f"git {sha[:12]}{'+dirty' if dirty else ''} (minikf {version})"
+
+
+def _image(platform_info: dict) -> str:
+    if platform_info.get("image"):
+        return str(platform_info["image"])
+    return f"none: host processes (python {platform_info.get('python', '?')})"
+
+
+def _render_redacted(raw: Any, lookup) -> Any:
+    """Rendered like the engine renders it, except that a value using ${secrets.*} is hidden."""
+    if "${secrets." in json.dumps(raw, default=str):
+        return _SECRET
+    try:
+        return render(raw, lookup)
+    except TemplateError:
+        return raw  # a step that did not run: keep the template as written
+
+
+def _numeric(metrics: dict) -> dict[str, float]:
+    found = {}
+    for name, value in metrics.items():
+        if isinstance(value, bool):
+            value = int(value)
+        if isinstance(value, (int, float)) and not math.isnan(value):
+            found[name] = float(value)
+    return found
+
+
+def _artifacts(steps) -> list[Artifact]:
+    found: list[Artifact] = []
+    for step in steps:
+        if step.status != "passed":
+            continue
+        for key, value in step.outputs.items():
+            if not (isinstance(value, str) and key.endswith(("_dir", "_path", "_file"))):
+                continue
+            path = Path(value)
+            if not path.exists():
+                continue
+            kind = artifact_kind(key)
+            found += [Artifact(step.name, kind, f"{key}/{name}", str(p), sha, size)
+                      for name, p, sha, size in hash_tree(path)]
+    return found
+
+
+@dataclass
+class Lineage:
+    record: RunRecord | None
+    db_path: Path
+    error: str = ""
+
+    def save(self, run) -> None:
+        """Store the run with its final status; a store problem is added to the run's message."""
+        if self.record is None:
+            run.message = (run.message + f" metadata: not recorded: {self.error}").strip()
+            return
+        self.record.status, self.record.message = run.status, run.message
+        self.record.duration_s = run.duration_s
+        self.record.metrics = {s.name: m for s in run.steps if (m := _numeric(s.metrics))}
+        try:
+            with MetadataStore(self.db_path) as store:
+                store.save(self.record)
+        except Exception as exc:  # recording must never turn a passed run into a crash
+            run.message = (run.message + f" metadata: not recorded in {self.db_path}: {exc}").strip()
+
+
+def collect(run, scenario, lookup, results_dir: Path) -> Lineage | None:
+    """Everything but the final status, while the run's files still exist; None when disabled.
+
+    Never raises: it runs before the engine's cleanup, which must always happen.
+    """
+    if os.environ.get("MINIKF_METADATA_DB", "").lower() == "off":
+        return None
+    try:
+        return _collect(run, scenario, lookup, results_dir)
+    except Exception as exc:  # reported in the run's message by save()
+        return Lineage(None, default_db_path(), f"{type(exc).__name__}: {exc}")
+
+
+def _collect(run, scenario, lookup, results_dir: Path) -> Lineage:
+    # lookup.params are already rendered; hide any the scenario fills from ${secrets.*}.
+    params = {"scenario": {
+        k: _SECRET if "${secrets." in json.dumps(scenario.params.get(k, ""), default=str) else v
+        for k, v in lookup.params.items()}}
+    ran = {s.name for s in run.steps}
+    for step in scenario.steps:
+        if step.name in ran and step.args:
+            params[step.name] = {k: _render_redacted(v, lookup) for k, v in step.args.items()}
+    record = RunRecord(
+        run_id=run.run_id, scenario=run.scenario, platform=run.platform, status=run.status,
+        started=run.started, results_dir=str(Path(results_dir).resolve()),
+        code_version=code_version(), minikf_version=run.versions.get("minikf", ""),
+        image=_image(run.platform_info), versions=run.versions, params=params,
+    )
+    try:
+        record.artifacts = _artifacts(run.steps)
+    except OSError as exc:
+        record.message = f"artifacts not fully recorded: {exc}"
+    return Lineage(record, default_db_path())

@@ -1,0 +1,165 @@
+"""The SQLite lineage store: runs, their parameters, artifacts (with checksums) and metrics.
+
+Plain sqlite3 on purpose: one file a user can copy, open with the `sqlite3` tool, or back up;
+WAL mode and a busy timeout let concurrent runs (pytest -n 2, conformance -j N) write safely.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from minikf.errors import MinikfError
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+  run_id TEXT PRIMARY KEY, scenario TEXT NOT NULL, platform TEXT NOT NULL, status TEXT NOT NULL,
+  message TEXT, started TEXT NOT NULL, duration_s REAL, results_dir TEXT,
+  code_version TEXT, minikf_version TEXT, image TEXT, versions TEXT
+);
+CREATE TABLE IF NOT EXISTS params (
+  run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  scope TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
+  PRIMARY KEY (run_id, scope, name)
+);
+CREATE TABLE IF NOT EXISTS artifacts (
+  run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  step TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, uri TEXT NOT NULL,
+  sha256 TEXT NOT NULL, size INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS artifacts_sha ON artifacts(sha256);
+CREATE TABLE IF NOT EXISTS metrics (
+  run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  step TEXT NOT NULL, name TEXT NOT NULL, value REAL NOT NULL,
+  PRIMARY KEY (run_id, step, name)
+);
+"""
+
+
+@dataclass
+class Artifact:
+    step: str
+    kind: str  # dataset | model | artifact
+    name: str  # the file's path relative to the step output it came from
+    uri: str  # where it was when recorded
+    sha256: str
+    size: int
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    scenario: str
+    platform: str
+    status: str
+    started: str
+    message: str = ""
+    duration_s: float = 0.0
+    results_dir: str = ""
+    code_version: str = ""
+    minikf_version: str = ""
+    image: str = ""
+    versions: dict = field(default_factory=dict)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # scope -> name -> value
+    artifacts: list[Artifact] = field(default_factory=list)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # step -> name -> value
+
+
+class MetadataStore:
+    """One SQLite file. Use as a context manager, or call close()."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.executescript(_SCHEMA)
+            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except (OSError, sqlite3.Error) as exc:
+            raise MinikfError(f"metadata store {self.path}: {exc}", exit_code=2) from exc
+
+    def __enter__(self) -> MetadataStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self.db:
+            yield self.db
+
+    def save(self, run: RunRecord) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM runs WHERE run_id = ?", (run.run_id,))
+            db.execute(
+                "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (run.run_id, run.scenario, run.platform, run.status, run.message, run.started,
+                 run.duration_s, run.results_dir, run.code_version, run.minikf_version,
+                 run.image, json.dumps(run.versions, sort_keys=True)))
+            db.executemany("INSERT INTO params VALUES (?,?,?,?)", [
+                (run.run_id, scope, name, json.dumps(value, sort_keys=True, default=str))
+                for scope, values in run.params.items() for name, value in values.items()])
+            db.executemany("INSERT INTO artifacts VALUES (?,?,?,?,?,?,?)", [
+                (run.run_id, a.step, a.kind, a.name, a.uri, a.sha256, a.size)
+                for a in run.artifacts])
+            db.executemany("INSERT INTO metrics VALUES (?,?,?,?)", [
+                (run.run_id, step, name, float(value))
+                for step, values in run.metrics.items() for name, value in values.items()])
+
+    def list_runs(self, scenario: str | None = None, limit: int = 20) -> list[RunRecord]:
+        sql = "SELECT run_id FROM runs"
+        args: tuple = ()
+        if scenario:
+            sql, args = sql + " WHERE scenario = ?", (scenario,)
+        rows = self.db.execute(sql + " ORDER BY started DESC, rowid DESC LIMIT ?", (*args, limit))
+        return [self.get(run_id) for (run_id,) in rows.fetchall()]
+
+    def resolve(self, ref: str) -> str:
+        """A run id from a unique prefix; a clear error when none or several match."""
+        rows = [r[0] for r in self.db.execute(
+            "SELECT run_id FROM runs WHERE run_id LIKE ? ORDER BY started", (ref + "%",))]
+        if not rows:
+            raise MinikfError(f"no run {ref!r} in {self.path} (see `minikf runs list`)", 2)
+        if len(rows) > 1 and ref not in rows:
+            raise MinikfError(f"run {ref!r} is ambiguous: {', '.join(rows[:5])}", 2)
+        return ref if ref in rows else rows[0]
+
+    def runs_with_artifact(self, sha256: str, kind: str | None = None) -> list[str]:
+        sql = "SELECT DISTINCT a.run_id FROM artifacts a JOIN runs r USING (run_id) WHERE sha256 = ?"
+        args: tuple = (sha256,)
+        if kind:
+            sql, args = sql + " AND kind = ?", (*args, kind)
+        return [r[0] for r in self.db.execute(sql + " ORDER BY r.started DESC", args)]
+
+    def get(self, run_id: str) -> RunRecord:
+        row = self.db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise MinikfError(f"no run {run_id!r} in {self.path}", 2)
+        (run_id, scenario, platform, status, message, started, duration, results_dir, code,
+         minikf_version, image, versions) = row
+        run = RunRecord(run_id, scenario, platform, status, started, message or "",
+                        duration or 0.0, results_dir or "", code or "", minikf_version or "",
+                        image or "", json.loads(versions or "{}"))
+        for scope, name, value in self.db.execute(
+                "SELECT scope, name, value FROM params WHERE run_id = ? ORDER BY rowid",
+                (run_id,)):
+            run.params.setdefault(scope, {})[name] = json.loads(value)
+        run.artifacts = [Artifact(*r) for r in self.db.execute(
+            "SELECT step, kind, name, uri, sha256, size FROM artifacts WHERE run_id = ? "
+            "ORDER BY rowid", (run_id,))]
+        for step, name, value in self.db.execute(
+                "SELECT step, name, value FROM metrics WHERE run_id = ? ORDER BY rowid", (run_id,)):
+            run.metrics.setdefault(step, {})[name] = value
+        return run
