@@ -17,6 +17,7 @@ from typing import Any
 from minikf.engine.resources import Resources, free_port
 from minikf.engine.results import RunResult, StepResult, versions, write_all
 from minikf.engine.templating import TemplateError, render
+from minikf.metadata import lineage
 from minikf.scenario.schema import Scenario, Step
 from minikf.steps import StepContext, StepFailed, StepOutcome, load_step
 
@@ -179,6 +180,7 @@ def run_scenario(
     except (KeyboardInterrupt, _Interrupted):
         interrupted = True
     finally:
+        recorded = lineage.collect(run, scenario, lookup, results_dir)  # before files go
         problems = resources.cleanup()
         done = {s.name for s in run.steps}
         for step in scenario.steps:
@@ -195,6 +197,8 @@ def run_scenario(
             run.status = "passed"
         if problems:
             run.message = (run.message + " cleanup: " + "; ".join(problems)).strip()
+        if recorded:
+            recorded.save(run)
         write_all(run, results_dir)
     if interrupted:
         raise KeyboardInterrupt
