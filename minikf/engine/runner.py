@@ -148,6 +148,8 @@ def run_scenario(
         versions=versions(), platform_info=platform.describe(),
     )
     results_dir = Path(results_dir)
+    if not results_dir.exists():  # results, logs and artifacts are for their owner only
+        results_dir.mkdir(parents=True, mode=0o700)
     missing = platform.missing(scenario.requires)
     if missing:
         run.status = "skipped"
