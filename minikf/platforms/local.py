@@ -12,7 +12,8 @@ class LocalPlatform:
     name: str = "local"
     # Only what is implemented and tested on this platform today.
     capabilities: frozenset[str] = field(
-        default_factory=lambda: frozenset({"pipelines", "training", "serving", "notebooks", "isolation"})
+        default_factory=lambda: frozenset({"pipelines", "training", "serving", "notebooks", "isolation",
+                                   "metadata"})
     )
 
     def describe(self) -> dict:
