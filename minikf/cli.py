@@ -75,15 +75,18 @@ def run(
     param: list[str] = typer.Option([], "--param", "-p", help="key=value, repeatable"),
     results: Path = typer.Option(Path("results"), help="directory for results and logs"),
     quiet: bool = typer.Option(False, help="plain lines even on a terminal"),
+    kubeconfig: str | None = typer.Option(None, help="kubernetes: kubeconfig file (default $KUBECONFIG)"),
+    namespace: str | None = typer.Option(None, help="kubernetes: namespace (default: the context's)"),
 ) -> None:
     """Run one scenario and write results.json, junit.xml and report.html."""
     from minikf.engine.runner import run_scenario
+    from minikf.kube import cluster_options
     from minikf.platforms import get_platform
     from minikf.progress import Progress
     from minikf.scenario import load_scenario
 
     loaded = load_scenario(_resolve(scenario))
-    target = get_platform(platform)
+    target = get_platform(platform, **cluster_options(platform, kubeconfig, namespace))
     typer.echo(f"Running {loaded.name} on {target.name} ...", err=True)
     try:
         result = run_scenario(loaded, target, results, _parse_params(param), Progress(quiet))
@@ -100,13 +103,16 @@ def conformance(
     platform: str = typer.Option("local", help="local | docker | kubernetes"),
     results: Path = typer.Option(Path("results"), help="where the bundle is written"),
     jobs: int = typer.Option(1, "-j", "--jobs", help="scenarios run at the same time"),
+    kubeconfig: str | None = typer.Option(None, help="kubernetes: kubeconfig file (default $KUBECONFIG)"),
+    namespace: str | None = typer.Option(None, help="kubernetes: namespace (default: the context's)"),
 ) -> None:
     """Run every scenario the platform can host into one results bundle (.tar.gz)."""
     from minikf.conformance import run_conformance, summary_text
+    from minikf.kube import cluster_options
     from minikf.platforms import get_platform
     from minikf.scenario import load_scenario
 
-    target = get_platform(platform)
+    target = get_platform(platform, **cluster_options(platform, kubeconfig, namespace))
     scenarios = [load_scenario(p) for p in _scenario_files()]
 
     def progress(name, result):
