@@ -73,14 +73,27 @@ def _image(platform_info: dict) -> str:
     return f"none: host processes (python {platform_info.get('python', '?')})"
 
 
-def _render_redacted(raw: Any, lookup) -> Any:
-    """Rendered like the engine renders it, except that a value using ${secrets.*} is hidden."""
+def _render_redacted(raw: Any, lookup, places: dict[str, str]) -> Any:
+    """Rendered like the engine renders it, except that a value using ${secrets.*} is hidden and
+    this run's own folders read ${workdir} / ${results}, so runs compare by what matters."""
     if "${secrets." in json.dumps(raw, default=str):
         return _SECRET
     try:
-        return render(raw, lookup)
+        value = render(raw, lookup)
     except TemplateError:
         return raw  # a step that did not run: keep the template as written
+    return _relabel(value, places)
+
+
+def _relabel(value: Any, places: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _relabel(v, places) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_relabel(v, places) for v in value]
+    if isinstance(value, str):
+        for path, label in places.items():
+            value = value.replace(path, label)
+    return value
 
 
 def _numeric(metrics: dict) -> dict[str, float]:
@@ -149,10 +162,13 @@ def _collect(run, scenario, lookup, results_dir: Path) -> Lineage:
     params = {"scenario": {
         k: _SECRET if "${secrets." in json.dumps(scenario.params.get(k, ""), default=str) else v
         for k, v in lookup.params.items()}}
+    places = {str(lookup.workdir): "${workdir}", str(Path(results_dir).resolve()): "${results}",
+              str(results_dir): "${results}"}
     ran = {s.name for s in run.steps}
     for step in scenario.steps:
         if step.name in ran and step.args:
-            params[step.name] = {k: _render_redacted(v, lookup) for k, v in step.args.items()}
+            params[step.name] = {k: _render_redacted(v, lookup, places)
+                                 for k, v in step.args.items()}
     record = RunRecord(
         run_id=run.run_id, scenario=run.scenario, platform=run.platform, status=run.status,
         started=run.started, results_dir=str(Path(results_dir).resolve()),

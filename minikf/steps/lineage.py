@@ -16,6 +16,7 @@ from minikf.steps.base import StepContext, StepFailed, StepOutcome, log_tail
 
 def _cli(ctx: StepContext, args: list[str], env: dict, log: Path) -> str:
     """One `minikf ...` command in its own process group; its output, or a failure with the log."""
+    log.unlink(missing_ok=True)  # spawn appends; a reused results dir must not mix runs
     proc = ctx.resources.spawn([sys.executable, "-m", "minikf.cli", *args], log, env=env,
                                cwd=ctx.workdir)
     if proc.wait() != 0:
