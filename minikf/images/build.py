@@ -1,0 +1,180 @@
+"""Build the deps, runtime and server images from images/ with the docker SDK, tagged by content.
+
+Each image's tag is a hash of its Dockerfile, its inputs and its parent image's id, so a
+build whose tag already exists is skipped: a rebuild with nothing changed takes seconds.
+The newest build of each is also tagged :latest (what the platform and the pipeline use).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from minikf.errors import MinikfError
+from minikf.images import engine, wheelhouse
+from minikf.images.base import CACHE, ensure_base_image
+
+NAMES = ("deps", "runtime", "server")
+
+
+@dataclass
+class Built:
+    name: str
+    tag: str
+    built: bool  # False: the tag existed, nothing was done
+    seconds: float
+
+
+def content_tag(name: str, dockerfile: str, parent_id: str, *inputs: str) -> str:
+    digest = hashlib.sha256("\0".join((dockerfile, parent_id, *inputs)).encode())
+    return f"minikf/{name}:{digest.hexdigest()[:12]}"
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # the build log says what pip fetched
+        pass
+
+
+@contextmanager
+def serve_directory(path: Path) -> Iterator[str]:
+    """The directory over HTTP on 127.0.0.1 (a free port) while the block runs."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(_Quiet, directory=str(path)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _image_id(cli, ref: str, pull: bool = False) -> str:
+    import docker
+
+    try:
+        return cli.images.get(ref).id
+    except docker.errors.ImageNotFound:
+        if not pull:
+            raise
+    try:
+        return cli.images.pull(ref).id
+    except docker.errors.DockerException as exc:
+        raise MinikfError(f"base image {ref!r} is not here and could not be pulled: "
+                          f"{str(exc).splitlines()[0][:200]}", 2) from None
+
+
+def _docker_build(cli, context: Path, tag: str, buildargs: dict, log: Path) -> None:
+    """One `docker build` (host network: pip reaches the wheelhouse on 127.0.0.1)."""
+    lines: list[str] = []
+    with open(log, "w") as out:
+        for chunk in cli.api.build(path=str(context), tag=tag, buildargs=buildargs, network_mode="host",
+                                   rm=True, forcerm=True, decode=True):
+            text = chunk.get("stream") or chunk.get("status") or ""
+            if text:
+                out.write(text)
+                lines.extend(text.rstrip().splitlines())
+            if "error" in chunk:
+                out.write(chunk["error"] + "\n")
+                tail = "\n".join(lines[-8:])
+                raise MinikfError(f"building {tag} failed: {chunk['error'].strip()} (log: {log})\n{tail}")
+
+
+def _tag_latest(cli, tag: str) -> None:
+    repo, _, _ = tag.partition(":")
+    cli.images.get(tag).tag(repo, "latest")
+
+
+def build_all(base: str | None = None, say: Callable[[str], None] = print) -> list[Built]:
+    """Build (or find) deps, runtime and server; `base` is an image ref, None for the rootfs base."""
+    import docker
+
+    root = wheelhouse.project_root()
+    images_dir = root / "images"
+    base_ref = base or ensure_base_image(say=say)
+    cli = engine.client()
+    logs = CACHE / "build-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    results: list[Built] = []
+
+    def step(name: str, parent_id: str, inputs: tuple[str, ...], prepare, buildargs) -> str:
+        started = time.monotonic()
+        dockerfile = (images_dir / name / "Dockerfile").read_text()
+        tag = content_tag(name, dockerfile, parent_id, *inputs)
+        try:
+            cli.images.get(tag)
+            built = False
+        except docker.errors.ImageNotFound:
+            say(f"building {tag}")
+            with tempfile.TemporaryDirectory(prefix=f"minikf-ctx-{name}-") as tmp:
+                shutil.copy(images_dir / name / "Dockerfile", Path(tmp) / "Dockerfile")
+                with prepare(Path(tmp)) as extra_args:
+                    _docker_build(cli, Path(tmp), tag, {**buildargs, **extra_args}, logs / f"{name}.log")
+            built = True
+        _tag_latest(cli, tag)
+        results.append(Built(name, tag, built, round(time.monotonic() - started, 1)))
+        say(f"{'built' if built else 'up to date'}: {tag} ({results[-1].seconds}s)")
+        return cli.images.get(tag).id
+
+    try:
+        base_id = _image_id(cli, base_ref, pull=base is not None)
+        requirements = wheelhouse.pinned_requirements()
+        req_text = "\n".join(requirements) + "\n"
+
+        @contextmanager
+        def deps_context(ctx: Path):
+            (ctx / "requirements.txt").write_text(req_text)
+            wheels = CACHE / "wheelhouse"
+            wheelhouse.fill(wheels, requirements, say=say)
+            with serve_directory(wheels) as url:
+                yield {"WHEELS_URL": url}
+
+        deps_id = step("deps", base_id, (req_text,), deps_context, {"BASE": base_ref})
+
+        source = wheelhouse.source_hash(root)
+
+        @contextmanager
+        def runtime_context(ctx: Path):
+            (ctx / "minikf.whl.d").mkdir()
+            wheelhouse.build_minikf_wheel(root, ctx / "minikf.whl.d")
+            yield {}
+
+        deps_tag = results[-1].tag
+        runtime_id = step("runtime", deps_id, (source,), runtime_context,
+                          {"DEPS": deps_tag, "SOURCE_HASH": source})
+
+        @contextmanager
+        def nothing(ctx: Path):
+            yield {}
+
+        step("server", runtime_id, (), nothing, {"RUNTIME": results[-1].tag})
+    except docker.errors.DockerException as exc:
+        raise MinikfError(f"docker: {str(exc).splitlines()[0][:300]}") from None
+    finally:
+        cli.close()
+    return results
+
+
+def list_images() -> list[dict]:
+    """Every image minikf built (label minikf=1), newest first."""
+    cli = engine.client()
+    try:
+        rows = []
+        for image in cli.images.list(filters={"label": f"{engine.OWNER_LABEL}=1"}):
+            labels = image.labels or {}
+            rows.append({"image": labels.get("minikf.image", "?"), "tags": sorted(image.tags),
+                         "id": image.short_id.split(":")[-1], "created": image.attrs.get("Created", "")[:19],
+                         "size_mb": round(image.attrs.get("Size", 0) / 1e6),
+                         "source": labels.get("minikf.source", "")})
+        return sorted(rows, key=lambda r: r["created"], reverse=True)
+    finally:
+        cli.close()
