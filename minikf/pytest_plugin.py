@@ -15,6 +15,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--platform", default="local", help="minikf platform for scenario items")
     group.addoption("--scenario", action="append", default=[], help="only these scenario names")
     group.addoption("--minikf-results", default=None, help="keep each scenario's results here")
+    group.addoption("--kubeconfig", default=None, help="kubernetes platform: kubeconfig file")
+    group.addoption("--namespace", default=None, help="kubernetes platform: namespace")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -53,9 +55,13 @@ class ScenarioItem(pytest.Item):
 
     def runtest(self) -> None:
         from minikf.engine.runner import run_scenario
+        from minikf.kube import cluster_options
         from minikf.platforms import get_platform
 
-        platform = get_platform(self.config.getoption("--platform"))
+        name = self.config.getoption("--platform")
+        options = cluster_options(name, self.config.getoption("--kubeconfig"),
+                                  self.config.getoption("--namespace"))
+        platform = get_platform(name, **options)
         keep = self.config.getoption("--minikf-results")
         worker = getattr(self.config, "workerinput", {}).get("workerid", "main")
         if keep:
@@ -70,8 +76,12 @@ class ScenarioItem(pytest.Item):
             raise ScenarioFailure(result.message)
 
     def repr_failure(self, excinfo, style=None):
+        from minikf.errors import MinikfError
+
         if isinstance(excinfo.value, ScenarioFailure):
             return f"scenario {self.scenario.name} failed: {excinfo.value}"
+        if isinstance(excinfo.value, MinikfError):  # e.g. an unreachable cluster: one line
+            return f"scenario {self.scenario.name}: {excinfo.value.message}"
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self):
