@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +34,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _loopback_store(rank: int, world: int) -> dist.TCPStore | None:
+    """With MASTER_ADDR on loopback (one host), rank 0's rendezvous store listens on loopback
+    only: torch's TCPStore binds every interface unless handed a socket already bound.
+    None (torch's env:// rendezvous) otherwise, e.g. across pods."""
+    addr, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    if not (addr == "localhost" or addr.startswith("127.")):
+        return None
+    listen_fd = None
+    if rank == 0:
+        sock = socket.socket()
+        sock.bind((addr, port))
+        sock.listen(128)
+        listen_fd = sock.detach()  # the store owns the fd from here on
+    return dist.TCPStore(addr, port, world, rank == 0, timeout=timedelta(minutes=5),
+                         master_listen_fd=listen_fd)
+
+
 def init_distributed() -> tuple[int, int, torch.device]:
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", "29500")
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     cuda = torch.cuda.is_available()
-    dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
+    dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world,
+                            store=_loopback_store(rank, world))
     if os.environ.get("MINIKF_TEST_KILL_RANK") == str(rank):
         os._exit(7)  # test hook: a worker that dies mid-job
     device = torch.device(f"cuda:{rank % torch.cuda.device_count()}" if cuda else "cpu")
