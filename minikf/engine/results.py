@@ -11,6 +11,8 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 STATUSES = ("passed", "failed", "skipped", "timeout")
+# HTML fragments other tools drop beside a report (e.g. `minikf bench`), included in report.html.
+SECTIONS_DIR = "sections"
 
 
 @dataclass
@@ -57,6 +59,20 @@ def versions() -> dict[str, str]:
 
 def write_json(result: RunResult, path: Path) -> None:
     path.write_text(json.dumps(asdict(result), indent=2, default=str))
+
+
+def load_json(path: Path) -> RunResult:
+    """A results.json back into a RunResult (to write its report again)."""
+    data = json.loads(Path(path).read_text())
+    step_fields, run_fields = set(StepResult.__dataclass_fields__), set(RunResult.__dataclass_fields__)
+    steps = [StepResult(**{k: v for k, v in step.items() if k in step_fields})
+             for step in data.pop("steps", [])]
+    return RunResult(**{k: v for k, v in data.items() if k in run_fields}, steps=steps)
+
+
+def _extra_sections(results_dir: Path) -> str:
+    folder = results_dir / SECTIONS_DIR
+    return "".join(p.read_text() for p in sorted(folder.glob("*.html"))) if folder.is_dir() else ""
 
 
 def write_junit(result: RunResult, path: Path) -> None:
@@ -144,6 +160,7 @@ table{{border-collapse:collapse}}figure{{display:inline-block;margin:1em}}</styl
 <th>message</th></tr>{''.join(rows)}</table>
 <h2>Plots</h2>{''.join(plots) or '<p>No step produced a series.</p>'}
 {''.join(_confusion_table(step) for step in result.steps)}
+{_extra_sections(path.parent)}
 <h2>Versions</h2><pre>{html.escape(json.dumps(result.versions, indent=2))}</pre>
 </body></html>"""
     path.write_text(page)
