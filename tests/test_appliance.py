@@ -73,7 +73,8 @@ def test_kind_config_is_v1alpha4_with_loopback_ports_and_data_mount(tmp_path):
     assert "@sha256:" in node["image"]
     assert node["extraPortMappings"] == [{"containerPort": kindconfig.GATEWAY_NODE_PORT, "hostPort": 18080,
                                           "listenAddress": "127.0.0.1", "protocol": "TCP"}]
-    assert node["extraMounts"] == [{"containerPath": "/var/local-path-provisioner", "hostPath": str(tmp_path)}]
+    assert node["extraMounts"] == [{"containerPath": "/var/local-path-provisioner",
+                                    "hostPath": str(tmp_path)}]
     patch = yaml.safe_load(node["kubeadmConfigPatches"][0])
     assert patch["kind"] == "ClusterConfiguration"
     assert patch["apiServer"]["extraArgs"]["service-account-issuer"] == "https://kubernetes.default.svc"
@@ -162,7 +163,8 @@ def test_up_without_docker_or_kind_stops_at_preflight(tmp_path):
     """The acceptance check, for real: PATH holds only python, so docker, kind and kubectl are absent."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    result = _minikf("up", "--driver", "kind", "-c", "training-operator", path=str(bin_dir), home=tmp_path / "h")
+    result = _minikf("up", "--driver", "kind", "-c", "training-operator", path=str(bin_dir),
+                     home=tmp_path / "h")
     assert result.returncode == 2, result.stderr
     err = result.stderr
     assert "Traceback" not in err and err.startswith("error: preflight for minikf up --driver kind")
@@ -193,7 +195,8 @@ def test_inotify_limits(tmp_path):
     assert instances.ok
     with pytest.raises(MinikfError) as exc:
         preflight.require([watches, instances])
-    assert exc.value.message.count("\n") == 1 and "max_user_watches: 8192, need >= 524288" in exc.value.message
+    assert exc.value.message.count("\n") == 1
+    assert "max_user_watches: 8192, need >= 524288" in exc.value.message
 
 
 @needs_kubectl
@@ -201,7 +204,8 @@ def test_kubectl_and_kustomize_versions_are_read_from_the_real_kubectl():
     checks = {c.name: c for c in preflight.check_kubernetes_tools(Tools())}
     assert checks["kubectl"].detail.startswith("v1.")
     kustomize = checks["kustomize (kubectl kustomize)"]
-    assert kustomize.ok == (kustomize.detail != "version unknown" and parse_version(kustomize.detail) >= (5, 0, 0))
+    known = kustomize.detail != "version unknown"
+    assert kustomize.ok == (known and parse_version(kustomize.detail) >= (5, 0, 0))
 
 
 def test_needs_grow_with_components():
@@ -239,8 +243,8 @@ def test_wait_timeout_writes_a_diagnostics_bundle_named_in_the_error(tmp_path):
 
 @needs_kubectl
 def test_apply_builds_with_kustomize_and_names_the_failure(tmp_path):
-    installer = Installer(Tools(), _unreachable_kubeconfig(tmp_path), comp.Mirrors(), tmp_path, apply_attempts=2,
-                          retry_wait_s=0)
+    installer = Installer(Tools(), _unreachable_kubeconfig(tmp_path), comp.Mirrors(), tmp_path,
+                          apply_attempts=2, retry_wait_s=0)
     said = []
     installer.say = said.append
     with pytest.raises(MinikfError) as exc:
@@ -251,9 +255,10 @@ def test_apply_builds_with_kustomize_and_names_the_failure(tmp_path):
 
 @needs_kubectl
 def test_collect_diagnostics_keeps_each_commands_output(tmp_path):
-    bundle = collect_diagnostics(Tools(), _unreachable_kubeconfig(tmp_path), "istio-system", tmp_path, "istio")
-    assert bundle.exists() and (tmp_path / bundle.name.removesuffix(".tar.gz") / "pods.txt").read_text().startswith(
-        "$ kubectl get pods -n istio-system -o wide")
+    kubeconfig = _unreachable_kubeconfig(tmp_path)
+    bundle = collect_diagnostics(Tools(), kubeconfig, "istio-system", tmp_path, "istio")
+    pods = tmp_path / bundle.name.removesuffix(".tar.gz") / "pods.txt"
+    assert bundle.exists() and pods.read_text().startswith("$ kubectl get pods -n istio-system -o wide")
 
 
 # --- status ------------------------------------------------------------------------------------
@@ -290,13 +295,14 @@ def test_status_reports_each_component(tmp_path):
             "cert-manager"].detail
         assert found["katib"].state == "not installed"
         assert found["kubeflow-base"].state == "no readiness check"
-        api.objects[("apps", "istio-system", "deployments", "istiod")] = _deployment("istiod", "istio-system", 1)
+        istiod = ("apps", "istio-system", "deployments", "istiod")
+        api.objects[istiod] = _deployment("istiod", "istio-system", 1)
         result = _minikf("status", "--kubeconfig", str(path), "-c", "training-operator", home=tmp_path)
         assert result.returncode == 0, result.stdout + result.stderr
         lines = result.stdout.splitlines()
         assert any(line.split()[:2] == ["training-operator", "ready"] for line in lines)
         assert any(line.split()[:2] == ["istio", "ready"] for line in lines)  # what it needs is shown too
-        del api.objects[("apps", "istio-system", "deployments", "istiod")]
+        del api.objects[istiod]
         result = _minikf("status", "--kubeconfig", str(path), "-c", "training-operator", home=tmp_path)
         assert result.returncode == 1 and "istio              not installed" in result.stdout
     assert result.stdout.startswith(f"cluster {api.url} (Kubernetes v1.31.0-fake")

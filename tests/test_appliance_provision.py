@@ -27,7 +27,8 @@ import pytest
 from minikf.appliance.tools import Tools
 from minikf.appliance.vagrant import ROOT
 
-testinfra = pytest.importorskip("testinfra", reason="pytest-testinfra is not installed (pip install -e '.[test]')")
+testinfra = pytest.importorskip("testinfra",
+                                reason="pytest-testinfra is not installed (pip install -e '.[test]')")
 
 KIND, KUBECTL = "v0.27.0", "v1.32.2"
 STAGES = "packages sysctl datadisk binaries docker"
@@ -54,9 +55,12 @@ def _publish(root: Path, relative: str, body: str, checksum_suffix: str, checksu
 def mirror(tmp_path_factory):
     """kind/kubectl stand-ins laid out like kind.sigs.k8s.io/dl and dl.k8s.io/release, on 127.0.0.1."""
     root = tmp_path_factory.mktemp("mirror")
-    _publish(root, f"{KIND}/kind-linux-amd64", f'#!/bin/sh\necho "kind {KIND} go1.23.6 linux/amd64"\n', ".sha256sum")
-    _publish(root, f"{KUBECTL}/bin/linux/amd64/kubectl", f'#!/bin/sh\necho "Client Version: {KUBECTL}"\n', ".sha256")
-    _publish(root, "v9.9.9/bin/linux/amd64/kubectl", "#!/bin/sh\necho tampered\n", ".sha256", checksum="0" * 64)
+    kind = f'#!/bin/sh\necho "kind {KIND} go1.23.6 linux/amd64"\n'
+    kubectl = f'#!/bin/sh\necho "Client Version: {KUBECTL}"\n'
+    _publish(root, f"{KIND}/kind-linux-amd64", kind, ".sha256sum")
+    _publish(root, f"{KUBECTL}/bin/linux/amd64/kubectl", kubectl, ".sha256")
+    tampered = "#!/bin/sh\necho tampered\n"
+    _publish(root, "v9.9.9/bin/linux/amd64/kubectl", tampered, ".sha256", checksum="0" * 64)
     handler = partial(SimpleHTTPRequestHandler, directory=str(root))
     handler.log_message = lambda *a: None
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -116,7 +120,8 @@ def test_provisioned_host_checks(provisioned):
     for binary, expected in (("kind", f"kind {KIND} "), ("kubectl", f"Client Version: {KUBECTL}")):
         assert host.file(f"/usr/local/bin/{binary}").mode == 0o755
         assert host.check_output(f"/usr/local/bin/{binary} version") .startswith(expected)
-    assert json.loads(host.file("/etc/docker/daemon.json").content_string) == {"data-root": "/srv/minikf-data/docker"}
+    daemon = json.loads(host.file("/etc/docker/daemon.json").content_string)
+    assert daemon == {"data-root": "/srv/minikf-data/docker"}
     assert host.file("/srv/minikf-data/volumes").is_directory
     assert "docker" in host.user("vagrant").groups
     # The service: enabled for boot by the package and the script (no systemd runs in a container).
@@ -126,9 +131,10 @@ def test_provisioned_host_checks(provisioned):
 @pytest.mark.slow
 def test_a_checksum_mismatch_stops_provisioning(provisioned):
     name, _, docker, env = provisioned
-    result = docker.run("docker", "exec", *env, "-e", "MINIKF_STAGES=binaries", "-e", "MINIKF_KUBECTL_VERSION=v9.9.9",
-                        "-e", "MINIKF_BIN_DIR=/tmp", name, "bash", "/src/vagrant/provision.sh", timeout_s=300,
-                        check=False)
+    only = ["-e", "MINIKF_STAGES=binaries", "-e", "MINIKF_KUBECTL_VERSION=v9.9.9",
+            "-e", "MINIKF_BIN_DIR=/tmp"]
+    result = docker.run("docker", "exec", *env, *only, name, "bash", "/src/vagrant/provision.sh",
+                        timeout_s=300, check=False)
     assert result.returncode == 1
     assert "ERROR: checksum mismatch for" in result.stderr and "expected 0000" in result.stderr
     assert not testinfra.get_host(f"docker://{name}").file("/tmp/kubectl").exists

@@ -55,7 +55,8 @@ def test_vagrantfile_validates_through_python_vagrant():
 @needs_vagrant
 @pytest.mark.slow
 @pytest.mark.parametrize("bad, expected", [
-    ('    lv.cpu_mode = "host-passthrough"\n    lv.cpuz = 2\n', "The following settings shouldn't exist: cpuz"),
+    ('    lv.cpu_mode = "host-passthrough"\n    lv.cpuz = 2\n',
+     "The following settings shouldn't exist: cpuz"),
     ('    lv.cpu_mode = "host-passthrough"\n', None),
 ])
 def test_vagrant_validate_catches_a_bad_libvirt_setting(tmp_path, bad, expected):

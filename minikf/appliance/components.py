@@ -20,7 +20,8 @@ from minikf.errors import MinikfError
 KUBEFLOW_VERSION = "v1.10.0"
 KIND_VERSION = "v0.27.0"
 # kind v0.27.0's image for Kubernetes 1.32 (the version Kubeflow 1.10 was validated on), by digest.
-KIND_NODE_IMAGE = "kindest/node:v1.32.2@sha256:f226345927d7e348497136874b6d207e0b32cc52154ad8323129352923a3142f"
+KIND_NODE_IMAGE = ("kindest/node:v1.32.2"
+                   "@sha256:f226345927d7e348497136874b6d207e0b32cc52154ad8323129352923a3142f")
 KUBECTL_MIN = (1, 30, 0)  # within the version skew of the 1.32 node image
 KUSTOMIZE_MIN = (5, 0, 0)  # Kubeflow's manifests use sortOptions, which needs kustomize 5
 KIND_MIN = (0, 27, 0)

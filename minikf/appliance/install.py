@@ -87,7 +87,8 @@ class Installer:
                           f"times: {last}", 1)
 
     def wait(self, component: Component, wait: Wait) -> None:
-        targets = [f"deployment/{d}" for d in wait.deployments] if wait.deployments else ["deployment", "--all"]
+        targets = ([f"deployment/{d}" for d in wait.deployments] if wait.deployments
+                   else ["deployment", "--all"])
         deadline = time.monotonic() + wait.timeout_s
         last = ""
         while True:

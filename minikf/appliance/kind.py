@@ -22,7 +22,8 @@ GPU_NODE_SETUP = [
     "apt-get update -qq && apt-get install -y -qq curl gpg",
     "curl -fsSL {repo}/gpgkey | gpg --dearmor --yes -o /usr/share/keyrings/nvidia-container-toolkit.gpg",
     "echo 'deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit.gpg] {repo}/stable/deb/$(ARCH) /'"
-    " | sed \"s/\\$(ARCH)/$(dpkg --print-architecture)/\" > /etc/apt/sources.list.d/nvidia-container-toolkit.list",
+    " | sed \"s/\\$(ARCH)/$(dpkg --print-architecture)/\""
+    " > /etc/apt/sources.list.d/nvidia-container-toolkit.list",
     "apt-get update -qq && apt-get install -y -qq nvidia-container-toolkit",
     "nvidia-ctk runtime configure --runtime=containerd --set-as-default --config-source=command",
     "systemctl restart containerd",
@@ -90,7 +91,8 @@ class KindAppliance:
         name = self.settings.name
         if self.exists():
             self.say(f"cluster {name} exists: reusing it")
-            self.tools.run("kind", "export", "kubeconfig", "--name", name, "--kubeconfig", str(self.kubeconfig))
+            self.tools.run("kind", "export", "kubeconfig", "--name", name,
+                           "--kubeconfig", str(self.kubeconfig))
         else:
             self.say(f"creating kind cluster {name} ({KIND_NODE_IMAGE.split('@')[0]})")
             self.tools.run("kind", "create", "cluster", "--name", name, "--config", str(config),
@@ -117,7 +119,8 @@ class KindAppliance:
         repo = os.environ.get("MINIKF_MIRROR_NVIDIA_APT", NVIDIA_APT).rstrip("/")
         self.say("setting up the NVIDIA container toolkit inside the node")
         for command in GPU_NODE_SETUP:
-            self.tools.run("docker", "exec", self.node, "bash", "-c", command.format(repo=repo), timeout_s=900)
+            self.tools.run("docker", "exec", self.node, "bash", "-c", command.format(repo=repo),
+                           timeout_s=900)
 
     def expose_gateway(self) -> None:
         """Make istio-ingressgateway's http2 port the NodePort kind maps to 127.0.0.1:gateway_port."""

@@ -167,12 +167,12 @@ def check_gpu(tools: Tools, nvidia_config: Path = Path("/etc/nvidia-container-ru
         text = nvidia_config.read_text()
     except OSError:
         text = ""
-    volume_mounts = any(line.replace(" ", "").startswith("accept-nvidia-visible-devices-as-volume-mounts=true")
-                        for line in text.splitlines())
+    setting = "accept-nvidia-visible-devices-as-volume-mounts"
+    volume_mounts = any(line.replace(" ", "").startswith(f"{setting}=true") for line in text.splitlines())
     out.append(Check("nvidia runtime config", volume_mounts,
-                     f"accept-nvidia-visible-devices-as-volume-mounts {'set' if volume_mounts else 'not set'} "
+                     f"{setting} {'set' if volume_mounts else 'not set'} "
                      f"in {nvidia_config}",
-                     f"sudo nvidia-ctk config --in-place --set accept-nvidia-visible-devices-as-volume-mounts=true"
+                     f"sudo nvidia-ctk config --in-place --set {setting}=true"
                      f" (file {nvidia_config})"))
     if tools.which("docker"):
         result = tools.run("docker", "info", "--format", "{{.DefaultRuntime}}", timeout_s=30, check=False)

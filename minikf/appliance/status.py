@@ -25,7 +25,8 @@ def _deployments(cluster, namespace: str) -> dict[str, tuple[int, int]] | None:
     from minikf.kube.client import api_call
 
     try:
-        doc = api_call(cluster, f"/apis/apps/v1/namespaces/{namespace}/deployments", timeout_s=cluster.timeout_s)
+        doc = api_call(cluster, f"/apis/apps/v1/namespaces/{namespace}/deployments",
+                       timeout_s=cluster.timeout_s)
     except ApiException as exc:
         if exc.status == 404:
             return None
@@ -33,7 +34,8 @@ def _deployments(cluster, namespace: str) -> dict[str, tuple[int, int]] | None:
     out = {}
     for item in doc.get("items", []):
         spec, status = item.get("spec") or {}, item.get("status") or {}
-        out[item["metadata"]["name"]] = (int(status.get("availableReplicas") or 0), int(spec.get("replicas", 1)))
+        available, wanted = int(status.get("availableReplicas") or 0), int(spec.get("replicas", 1))
+        out[item["metadata"]["name"]] = (available, wanted)
     return out or None
 
 
@@ -64,7 +66,8 @@ def health(cluster, components: list[Component]) -> list[Health]:
         if missing and not ready and not unready:
             out.append(Health(component.name, "not installed", f"no deployment {', '.join(missing)}"))
         elif missing or unready:
-            out.append(Health(component.name, "not ready", "; ".join(unready + [f"missing {m}" for m in missing])))
+            problems = unready + [f"missing {m}" for m in missing]
+            out.append(Health(component.name, "not ready", "; ".join(problems)))
         else:
             out.append(Health(component.name, "ready", f"{len(ready)} deployment(s) available"))
     return out

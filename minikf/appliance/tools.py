@@ -20,7 +20,8 @@ INSTALL_HINTS = {
     "docker": "install Docker Engine (Debian: apt-get install docker.io) and start it",
     "kind": "install kind v0.27.0 (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)",
     "kubectl": "install kubectl v1.32 (https://kubernetes.io/docs/tasks/tools/)",
-    "vagrant": "install Vagrant (Debian: apt-get install vagrant) and a provider (vagrant-libvirt or VirtualBox)",
+    "vagrant": "install Vagrant (Debian: apt-get install vagrant) and a provider "
+               "(vagrant-libvirt or VirtualBox)",
     "nvidia-smi": "install the NVIDIA driver for your GPU (nvidia-smi comes with it)",
     "nvidia-ctk": "install the NVIDIA Container Toolkit (https://docs.nvidia.com/datacenter/cloud-native/"
                   "container-toolkit/latest/install-guide.html)",

@@ -68,9 +68,11 @@ def vagrant_checks(tools: Tools, provider: str, settings: VagrantSettings, gpus:
     """What the host needs before `vagrant up`: the tools, the provider, room for the VM."""
     out = []
     if provider not in PROVIDERS:
-        return [Check("provider", False, f"{provider!r} is not supported", f"use one of {', '.join(PROVIDERS)}")]
+        return [Check("provider", False, f"{provider!r} is not supported",
+                      f"use one of {', '.join(PROVIDERS)}")]
     if not tools.which("vagrant"):
-        out.append(Check("vagrant", False, "not found on PATH", "install Vagrant (Debian: apt-get install vagrant)"))
+        out.append(Check("vagrant", False, "not found on PATH",
+                         "install Vagrant (Debian: apt-get install vagrant)"))
     elif provider == "libvirt":
         plugins = tools.run("vagrant", "plugin", "list", timeout_s=120, check=False)
         has = "vagrant-libvirt" in plugins.stdout
@@ -90,7 +92,8 @@ def vagrant_checks(tools: Tools, provider: str, settings: VagrantSettings, gpus:
     if gpus:
         ok = bool(settings.gpu_pci) and provider == "libvirt"
         out.append(Check("gpu passthrough", ok, f"gpu_pci={settings.gpu_pci or '[]'}, provider {provider}",
-                         "set gpu_pci in vagrant/settings.yaml to the GPU's PCI address (lspci -D | grep -i nvidia),"
+                         "set gpu_pci in vagrant/settings.yaml to the GPU's PCI address "
+                         "(lspci -D | grep -i nvidia),"
                          " bind it to vfio-pci and use --provider libvirt"))
     return out
 
