@@ -3,8 +3,9 @@
 No Kubernetes control plane can run on the machines this project is built on, so this real HTTP
 server plays only what minikf's client touches: /version, API discovery (/api, /apis,
 /apis/<group>/<version>), SelfSubjectAccessReview, and create/get/delete of namespaced custom
-objects (stored as sent, so tests can check them against the upstream SDK models). It checks
-the bearer token on every request, like an API server does.
+and core objects (stored as sent, so tests can check them against the upstream SDK models), pod
+lists by label selector and pod logs. A test plays the controllers through `on_get`. It checks the
+bearer token on every request, like an API server does.
 """
 
 from __future__ import annotations
@@ -19,8 +20,18 @@ from pathlib import Path
 TOKEN = "fake-apiserver-token"
 NOT_FOUND = "the server could not find the requested resource"
 
-OBJECT_PATH = re.compile(r"^/apis/(?P<group>[^/]+)/(?P<version>[^/]+)/namespaces/(?P<ns>[^/]+)/"
-                         r"(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?$")
+OBJECT_PATH = re.compile(r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))/namespaces/"
+                         r"(?P<ns>[^/]+)/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?(?P<log>/log)?$")
+
+
+def _key(match: re.Match, name: str | None = None) -> tuple[str, str, str, str]:
+    return (match["group"] or "", match["ns"], match["plural"], name or match["name"])
+
+
+def _selected(obj: dict, selector: str) -> bool:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    pairs = [term.split("=", 1) for term in selector.split(",") if term]
+    return all(labels.get(k) == v for k, v in pairs)
 
 
 @dataclass
@@ -30,7 +41,9 @@ class FakeApiServer:
     crds: set[tuple[str, str, str]] = field(default_factory=set)  # (group, version, plural)
     allowed: set[tuple[str, str, str]] | None = None  # (verb, group, resource[/sub]); None = all
     git_version: str = "v1.31.0-fake"
-    objects: dict[tuple[str, str, str, str], dict] = field(default_factory=dict)
+    objects: dict[tuple[str, str, str, str], dict] = field(default_factory=dict)  # (group, ns, plural, name)
+    logs: dict[tuple[str, str], str] = field(default_factory=dict)  # (namespace, pod) -> log text
+    deleted: list[tuple[str, str, str, str]] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
     # called with a stored object on every GET, so a test can play a controller (set status)
     on_get: object = None
@@ -90,8 +103,28 @@ class FakeApiServer:
                                                            "verbs": ["create", "get", "delete"]}
                                                           for p in plurals]})
                 match = OBJECT_PATH.match(path)
+                if match and match["log"]:
+                    text = state.logs.get((match["ns"], match["name"]))
+                    if text is None:
+                        return self._status(404, "NotFound", f"pod {match['name']!r} has no log")
+                    data = text.encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return None
+                if match and not match["name"]:
+                    query = dict(p.split("=", 1) for p in self.path.partition("?")[2].split("&") if "=" in p)
+                    from urllib.parse import unquote
+
+                    selector = unquote(query.get("labelSelector", ""))
+                    items = [o for (g, ns, plural, _), o in sorted(state.objects.items())
+                             if (g, ns, plural) == _key(match)[:3] and _selected(o, selector)]
+                    return self._send(200, {"kind": "List", "apiVersion": "v1", "metadata": {},
+                                            "items": items})
                 if match and match["name"]:
-                    key = (match["group"], match["ns"], match["plural"], match["name"])
+                    key = _key(match)
                     if key not in state.objects:
                         return self._status(404, "NotFound", f"{match['plural']} {match['name']!r} not found")
                     obj = state.objects[key]
@@ -113,10 +146,11 @@ class FakeApiServer:
                     return self._send(201, {**body, "status": {"allowed": allowed}})
                 match = OBJECT_PATH.match(path)
                 if match and not match["name"]:
-                    if (match["group"], match["version"], match["plural"]) not in state.crds:
+                    custom = (match["group"], match["version"], match["plural"])
+                    if not match["core"] and custom not in state.crds:
                         return self._status(404, "NotFound", NOT_FOUND)
                     name = body.get("metadata", {}).get("name")
-                    key = (match["group"], match["ns"], match["plural"], name)
+                    key = _key(match, name)
                     if key in state.objects:
                         return self._status(409, "AlreadyExists", f"{match['plural']} {name!r} exists")
                     body.setdefault("metadata", {})["namespace"] = match["ns"]
@@ -129,8 +163,9 @@ class FakeApiServer:
                     return
                 match = OBJECT_PATH.match(self.path.split("?")[0])
                 if match and match["name"]:
-                    key = (match["group"], match["ns"], match["plural"], match["name"])
+                    key = _key(match)
                     if state.objects.pop(key, None) is not None:
+                        state.deleted.append(key)
                         return self._send(200, {"kind": "Status", "status": "Success"})
                 return self._status(404, "NotFound", "not found")
 

@@ -65,7 +65,12 @@ def run(ctx: StepContext) -> StepOutcome:
             "--out", str(out), "--epochs", str(epochs),
             "--batch-size", str(ctx.arg("batch_size", 64, int)),
             "--lr", str(ctx.arg("lr", 0.002, (int, float)))]
-    _monitor(ctx, _launch(ctx, workers, argv))
+    if hasattr(ctx.platform, "run_training"):  # a cluster: one job of N pods (minikf/kube/journey.py)
+        from minikf.kube.journey import train_on_cluster
+
+        train_on_cluster(ctx, out, workers, epochs)
+    else:
+        _monitor(ctx, _launch(ctx, workers, argv))
     rows = _read_metrics(out / "metrics.jsonl")
     if len(rows) != epochs:
         raise StepFailed(f"expected {epochs} epochs in metrics.jsonl, found {len(rows)}")

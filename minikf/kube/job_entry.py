@@ -1,0 +1,56 @@
+"""What each pod of the kubernetes training job runs: fetch the data, train, hand the model back.
+
+    python -m minikf.kube.job_entry --mirrors URL[,URL] [--sample] --epochs N --batch-size B --lr LR
+
+Every worker fetches and preprocesses the data itself (MD5-verified; from http(s) mirrors, or
+from the ConfigMap the platform mounts for the small bundled sample), then runs the same
+train_worker as the local platform under the operator's MASTER_ADDR/WORLD_SIZE/RANK. Rank 0
+prints the model and metrics as a base64 tar.gz between markers in its log, so the harness needs
+only `get pods/log` to bring the model back: no exec, no object-store credentials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--mirrors", required=True, help="comma-separated URLs or a mounted directory")
+    parser.add_argument("--sample", action="store_true", help="the bundled sample's checksums")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=0.002)
+    parser.add_argument("--work", type=Path, default=None, help="scratch directory (default: a temp dir)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from minikf.kube.resources import pack_dir
+    from minikf.workload import fashion_data, train_worker
+
+    args = parse_args(argv)
+    work = args.work or Path(tempfile.mkdtemp(prefix="minikf-job-"))
+    checksums = fashion_data.SAMPLE_FILES if args.sample else fashion_data.FILES
+    raw, data, out = work / "raw", work / "data", work / "out"
+    fashion_data.download(raw, args.mirrors.split(","), dict(checksums))
+    fashion_data.preprocess(raw, data)
+    train_worker.main(["--data", str(data), "--out", str(out), "--epochs", str(args.epochs),
+                       "--batch-size", str(args.batch_size), "--lr", str(args.lr)])
+    if os.environ.get("RANK", "0") == "0":
+        handback = work / "handback"
+        (handback / "model").mkdir(parents=True, exist_ok=True)
+        for item in (out / "model").iterdir():
+            (handback / "model" / item.name).write_bytes(item.read_bytes())
+        (handback / "metrics.jsonl").write_bytes((out / "metrics.jsonl").read_bytes())
+        sys.stdout.write(pack_dir(handback))
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""A cluster with Kubeflow: training as a PyTorchJob (or Trainer TrainJob), serving as a KServe
+InferenceService, predict through a port-forward to the predictor pod.
+
+Connecting happens when the platform is built, so a bad --kubeconfig, an unreachable server or
+rejected credentials stop `minikf run` before any step with one line. Capabilities come from the
+CRDs the cluster serves (API discovery); a scenario needing one that is missing is skipped with
+the CRD named. Each journey step that needs the cluster calls one hook here (run_training,
+serve_model); steps that work on files (download, preprocess, evaluate, predict) run on this host.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from minikf.errors import MinikfError
+from minikf.kube import resources as res
+from minikf.kube.client import Cluster, connect, missing_crds, require_permissions
+
+POLL_S = 2.0
+# capability -> the CRDs that provide it (any one is enough); only capabilities whose steps
+# are implemented on this platform are claimed.
+PROVIDERS = {"training": [res.PYTORCHJOB, res.TRAINJOB], "serving": [res.INFERENCESERVICE]}
+ALSO_REPORTED = [res.EXPERIMENT, res.NOTEBOOK]
+
+
+class ClusterStepFailed(Exception):
+    """A cluster resource failed; the message says which and why (steps turn it into StepFailed)."""
+
+
+@dataclass
+class TrainRequest:
+    """What the train step asks for: the journey's hyperparameters and where the data comes from."""
+
+    name: str
+    workers: int
+    epochs: int
+    batch_size: int
+    lr: float
+    mirrors: list[str]
+    sample: bool
+    timeout_s: float
+
+
+@dataclass
+class KubernetesPlatform:
+    kubeconfig: str | None = None
+    namespace: str | None = None
+    context: str | None = None
+    image: str = field(default_factory=lambda: os.environ.get("MINIKF_RUNTIME_IMAGE", res.RUNTIME_IMAGE))
+    name: str = "kubernetes"
+    cluster: Cluster | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.cluster is None:
+            self.cluster = connect(self.kubeconfig, self.context)
+        self.namespace = self.namespace or self.cluster.namespace
+        everything = [c for crds in PROVIDERS.values() for c in crds] + ALSO_REPORTED
+        absent = set(missing_crds(self.cluster, everything))
+        self.crds = {c.name: c not in absent for c in everything}
+        self.capabilities = frozenset(cap for cap, crds in PROVIDERS.items()
+                                      if any(c not in absent for c in crds))
+        self.train_kind = "PyTorchJob" if res.PYTORCHJOB not in absent else "TrainJob"
+
+    # -- the Platform interface ---------------------------------------------------------------
+    def describe(self) -> dict:
+        return {"name": self.name, "capabilities": sorted(self.capabilities),
+                "server": self.cluster.server, "kubernetes": self.cluster.version,
+                "context": self.cluster.context, "namespace": self.namespace,
+                "crds": self.crds, "training_resource": self.train_kind, "image": self.image}
+
+    def missing(self, required: list[str]) -> list[str]:
+        lacking = []
+        for cap in required:
+            if cap in self.capabilities:
+                continue
+            if cap in PROVIDERS:
+                names = " or ".join(f"{c.name} ({c.component})" for c in PROVIDERS[cap])
+                lacking.append(f"{cap} (no {names} CRD on the cluster)")
+            else:
+                lacking.append(f"{cap} (not implemented on the kubernetes platform yet)")
+        return lacking
+
+    def launch(self, argv: list[str], env: dict[str, str], log_path, resources):
+        raise ClusterStepFailed(
+            f"this step starts a process ({' '.join(argv[:3])} ...), which the kubernetes platform "
+            f"does not run on this host; it has no cluster form yet")
+
+    # -- hooks the journey's steps call ----------------------------------------------------------
+    def _custom(self):
+        from kubernetes import client
+
+        return client.CustomObjectsApi(self.cluster.api_client)
+
+    def _core(self):
+        from kubernetes import client
+
+        return client.CoreV1Api(self.cluster.api_client)
+
+    def _labels(self, run: str) -> dict[str, str]:
+        return {"app.kubernetes.io/managed-by": "minikf", "minikf.dev/run": run}
+
+    def _delete_later(self, resources, what: str, delete) -> None:
+        """Delete on cleanup; a resource already gone is fine, any other failure is reported."""
+        from kubernetes.client.rest import ApiException
+
+        def callback() -> None:
+            try:
+                delete()
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise RuntimeError(f"deleting {what}: HTTP {exc.status} {exc.reason}") from None
+
+        resources.on_cleanup(callback)
+
+    def _api(self, what: str, call, *args, **kwargs) -> Any:
+        """One API call; an API error becomes one line naming the call and the server's reason."""
+        import json
+
+        import urllib3
+        from kubernetes.client.rest import ApiException
+
+        try:
+            return call(*args, **kwargs, _request_timeout=30)
+        except ApiException as exc:
+            try:
+                reason = json.loads(exc.body or "{}").get("message") or exc.reason
+            except ValueError:
+                reason = exc.reason
+            raise ClusterStepFailed(f"{what} in namespace {self.namespace!r}: HTTP {exc.status}: "
+                                    f"{reason}") from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise ClusterStepFailed(f"{what}: lost the API server at {self.cluster.server}: "
+                                    f"{type(exc).__name__}") from None
+
+    def _create_configmap(self, obj: dict, resources) -> None:
+        name = obj["metadata"]["name"]
+        self._api(f"create ConfigMap {name}", self._core().create_namespaced_config_map,
+                  self.namespace, obj)
+        self._delete_later(resources, f"ConfigMap {name}",
+                           lambda: self._core().delete_namespaced_config_map(name, self.namespace))
+
+    def _data_source(self, request: TrainRequest, resources) -> tuple[str, str | None]:
+        """(mirrors for the pods, ConfigMap name or None): URLs go as they are; a local
+        directory (the bundled sample) travels as a ConfigMap mounted into every worker."""
+        remote = [m for m in request.mirrors if m.startswith(("http://", "https://"))]
+        if remote:
+            return ",".join(remote), None
+        local = next((Path(m) for m in request.mirrors if Path(m).is_dir()), None)
+        if local is None:
+            raise ClusterStepFailed(f"mirrors {request.mirrors} has neither an http(s) URL the cluster "
+                                    f"can reach nor a local directory to ship to it")
+        name = res.dns_name(request.name, "data")
+        try:
+            obj = res.files_configmap(name, self.namespace, local, self._labels(request.name))
+        except res.InvalidResource as exc:
+            raise ClusterStepFailed(str(exc)) from None
+        self._create_configmap(obj, resources)
+        return res.DATA_MOUNT, name
+
+    def run_training(self, request: TrainRequest, resources, log_path: Path, dest: Path,
+                     status=lambda text: None) -> Path:
+        """Run the journey's training as one job of N workers; bring model/ and metrics.jsonl
+        back into `dest` from the rank-0 log. Raises ClusterStepFailed naming what failed."""
+        plural = "pytorchjobs" if self.train_kind == "PyTorchJob" else "trainjobs"
+        needs = res.COMMON_PERMISSIONS + res.TRAIN_PERMISSIONS[plural]
+        require_permissions(self.cluster, self.namespace, needs)
+        mirrors, configmap = self._data_source(request, resources)
+        argv = ["python", "-m", "minikf.kube.job_entry", "--mirrors", mirrors,
+                "--epochs", str(request.epochs), "--batch-size", str(request.batch_size),
+                "--lr", str(request.lr)]
+        if request.sample:
+            argv.append("--sample")
+        spec = res.TrainSpec(name=res.dns_name(request.name), namespace=self.namespace,
+                             workers=request.workers, argv=argv, image=self.image,
+                             data_configmap=configmap, labels=self._labels(request.name))
+        crd = res.PYTORCHJOB if plural == "pytorchjobs" else res.TRAINJOB
+        obj = res.pytorchjob(spec) if plural == "pytorchjobs" else res.trainjob(spec)
+        custom = self._custom()
+        what = f"{self.train_kind} {spec.name}"
+        self._api(f"create {what}", custom.create_namespaced_custom_object,
+                  crd.group, crd.version, self.namespace, plural, obj)
+        self._delete_later(resources, what, lambda: custom.delete_namespaced_custom_object(
+            crd.group, crd.version, self.namespace, plural, spec.name))
+        deadline = time.monotonic() + request.timeout_s
+        while True:
+            current = self._api(f"get {what}", custom.get_namespaced_custom_object,
+                                crd.group, crd.version, self.namespace, plural, spec.name)
+            finished, succeeded, message = res.job_finished(current)
+            if finished:
+                break
+            if time.monotonic() > deadline:
+                raise ClusterStepFailed(f"{what} not finished after {request.timeout_s:g}s")
+            status(f"{what}: running ({request.workers} workers)")
+            time.sleep(POLL_S)
+        log = self._rank0_log(spec.name)
+        Path(log_path).write_text(log)
+        if not succeeded:
+            tail = "\n".join(log.strip().splitlines()[-5:])
+            raise ClusterStepFailed(f"{what} failed: {message}; rank-0 log tail:\n{tail}")
+        try:
+            return res.unpack_from_log(log, dest)
+        except ValueError as exc:
+            raise ClusterStepFailed(f"{what} succeeded but {exc} (log: {log_path})") from None
+
+    def _rank0_log(self, job: str) -> str:
+        core = self._core()
+        selector = res.rank0_selector(self.train_kind, job)
+        pods = self._api("list pods", core.list_namespaced_pod, self.namespace, label_selector=selector)
+        if not pods.items:
+            raise ClusterStepFailed(f"no rank-0 pod of {self.train_kind} {job} ({selector})")
+        return self._api(f"read log of pod {pods.items[0].metadata.name}", core.read_namespaced_pod_log,
+                         pods.items[0].metadata.name, self.namespace)
+
+    def serve_model(self, name: str, model_dir: Path, token: str, resources, timeout_s: float,
+                    status=lambda text: None) -> str:
+        """Serve `model_dir` as an InferenceService; return a local URL (port-forward) to it."""
+        require_permissions(self.cluster, self.namespace, res.COMMON_PERMISSIONS + res.SERVE_PERMISSIONS)
+        isvc_name = res.dns_name(name, limit=45)
+        labels = self._labels(name)
+        secret = res.token_secret(res.dns_name(name, "token"), self.namespace, token, labels)
+        core = self._core()
+        self._api("create the serving token Secret", core.create_namespaced_secret, self.namespace, secret)
+        self._delete_later(resources, "token Secret", lambda: core.delete_namespaced_secret(
+            secret["metadata"]["name"], self.namespace))
+        try:
+            model = res.files_configmap(res.dns_name(name, "model"), self.namespace, model_dir, labels)
+        except res.InvalidResource as exc:
+            raise ClusterStepFailed(str(exc)) from None
+        self._create_configmap(model, resources)
+        obj = res.inference_service(res.ServeSpec(
+            name=isvc_name, namespace=self.namespace, model_configmap=model["metadata"]["name"],
+            token_secret=secret["metadata"]["name"], image=self.image, labels=labels))
+        crd, custom = res.INFERENCESERVICE, self._custom()
+        what = f"InferenceService {isvc_name}"
+        self._api(f"create {what}", custom.create_namespaced_custom_object,
+                  crd.group, crd.version, self.namespace, crd.plural, obj)
+        self._delete_later(resources, what, lambda: custom.delete_namespaced_custom_object(
+            crd.group, crd.version, self.namespace, crd.plural, isvc_name))
+        deadline = time.monotonic() + timeout_s
+        while True:
+            current = self._api(f"get {what}", custom.get_namespaced_custom_object,
+                                crd.group, crd.version, self.namespace, crd.plural, isvc_name)
+            ready, why = res.service_ready(current)
+            if ready:
+                break
+            if time.monotonic() > deadline:
+                raise ClusterStepFailed(f"{what} not ready after {timeout_s:g}s: {why}")
+            status(f"{what}: {why}")
+            time.sleep(POLL_S)
+        pods = self._api("list predictor pods", core.list_namespaced_pod, self.namespace,
+                         label_selector=res.predictor_selector(isvc_name))
+        running = [p for p in pods.items if (p.status and p.status.phase) == "Running"]
+        if not running:
+            raise ClusterStepFailed(f"{what} is Ready but no predictor pod is Running")
+        from minikf.kube.portforward import PortForward
+
+        forward = PortForward(self.cluster.api_client, self.namespace, running[0].metadata.name,
+                              res.MODEL_PORT)
+        resources.on_cleanup(forward.close)
+        return forward.start()
+
+    def close(self) -> None:
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def platform_error(exc: Exception) -> str:
+    """The one line a step shows for a cluster failure."""
+    return exc.message if isinstance(exc, MinikfError) else str(exc)
