@@ -1,0 +1,80 @@
+"""Hyperparameter search over the Fashion-MNIST trainer, Katib-style, locally with Optuna.
+
+args: data_dir (preprocessed: train.npz, test.npz) and spec (minikf/tuning/spec.py). The spec
+is validated before any trial starts. Writes RESULTS/tuning/<step>.json (every trial) and
+the best trial's model to RESULTS/tuning/best-model.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+from minikf.errors import MinikfError
+from minikf.steps.base import StepContext, StepFailed, StepOutcome
+from minikf.tuning.spec import parse_spec
+
+
+def run(ctx: StepContext) -> StepOutcome:
+    try:
+        spec = parse_spec(ctx.arg("spec", kind=dict), ctx.name)
+    except MinikfError as exc:
+        raise StepFailed(exc.message) from exc
+    data_dir = Path(ctx.arg("data_dir", kind=str))
+    missing = [n for n in ("train.npz", "test.npz") if not (data_dir / n).is_file()]
+    if missing:
+        raise StepFailed(f"step {ctx.name!r}: args.data_dir {data_dir} lacks {', '.join(missing)} "
+                         "(the preprocess step's output)")
+
+    from minikf.tuning.search import run_search  # optuna and torch: only once the spec is good
+    from minikf.tuning.trial import TrialEnv
+
+    ctx.log_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = threading.Lock()
+
+    def log(line: str) -> None:
+        with lock, open(ctx.log_path, "a") as f:
+            f.write(line + "\n")
+        ctx.status(line)
+
+    env = TrialEnv(data_dir, ctx.workdir / "tuning" / ctx.name, ctx.log_path.parent / ctx.name,
+                   ctx.platform, ctx.resources)
+    env.workdir.mkdir(parents=True)
+    env.logs.mkdir(parents=True, exist_ok=True)
+    log(f"search: {spec.max_trials} trials, {spec.parallel_trials} at a time, "
+        f"{spec.objective.type} {spec.objective.metric}, early stopping {spec.early_stopping.algorithm}")
+    result = run_search(spec, env, log)
+    out = ctx.results_dir / "tuning"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{ctx.name}.json").write_text(json.dumps({
+        "spec": spec.model_dump(), "direction": result.direction, "metric": result.metric,
+        "stopped_because": result.stopped_because, "best": result.best, "trials": result.trials,
+    }, indent=2))
+    failed = result.count("FAIL")
+    if failed > spec.max_failed_trials:
+        first = next(t["error"] for t in result.trials if t["state"] == "FAIL")
+        raise StepFailed(f"{failed} trials failed (max_failed_trials {spec.max_failed_trials}); "
+                         f"first: {first}")
+    if result.best is None:
+        raise StepFailed(f"no trial completed ({len(result.trials)} run; see {ctx.log_path})")
+    best = result.best
+    published = out / "best-model"
+    shutil.rmtree(published, ignore_errors=True)
+    shutil.copytree(best["model_dir"], published)
+    log(f"best: trial {best['number']} {result.metric}={best['value']:.4f} {json.dumps(best['params'])}")
+    margin = best["value"] - result.worst_value
+    metrics = {
+        "best_trial": best["number"], f"best_{result.metric}": best["value"],
+        f"worst_{result.metric}": result.worst_value,
+        "best_margin": margin if result.direction == "maximize" else -margin,
+        "trials": len(result.trials), "trials_complete": result.count("COMPLETE"),
+        "trials_pruned": result.count("PRUNED"), "trials_failed": failed,
+        **{f"best_{k}": v for k, v in best["params"].items()},
+    }
+    series = {result.metric: [t["value"] if t["value"] is not None else t["intermediate"][-1]
+                              for t in result.trials if t["intermediate"]]}
+    outputs = {"model_dir": str(published), "best_params": best["params"],
+               "best_trial": best["number"], "stopped_because": result.stopped_because}
+    return StepOutcome(metrics=metrics, outputs=outputs, series=series)

@@ -1,0 +1,124 @@
+"""One trial: the journey's own train worker with the trial's parameters; after every epoch its
+checkpoint is scored on the test split, reported to Optuna, and the trial stopped if the pruner
+says it is a bad one (Katib's early stopping, done the same way: on intermediate values).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+
+from minikf.engine.resources import Resources, free_port, kill_process_group
+from minikf.tuning.spec import TuningSpec
+from minikf.workload.contract import worker_env
+from minikf.workload.model import FashionCNN
+
+
+class TrialFailed(Exception):
+    """A trial's training exited badly; counted against max_failed_trials."""
+
+
+@dataclass
+class TrialEnv:
+    """What every trial shares: the data, where to work and log, and how to launch."""
+
+    data_dir: Path
+    workdir: Path
+    logs: Path
+    platform: Any
+    resources: Resources
+
+
+class CheckpointScorer:
+    """Accuracy and cross-entropy of a checkpoint on test.npz (loaded once, shared by trials)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        with np.load(data_dir / "test.npz") as npz:
+            self.x, self.y = torch.from_numpy(npz["x"]), torch.from_numpy(npz["y"])
+
+    def __call__(self, checkpoint: Path) -> dict[str, float]:
+        model = FashionCNN()
+        model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+        model.eval()
+        with torch.no_grad():
+            logits = torch.cat([model(self.x[i:i + 1024]) for i in range(0, len(self.x), 1024)])
+        loss = torch.nn.functional.cross_entropy(logits, self.y).item()
+        return {"accuracy": (logits.argmax(1) == self.y).float().mean().item(), "loss": loss}
+
+
+def suggest(trial: optuna.Trial, spec: TuningSpec) -> dict[str, float | int]:
+    """The trial's parameters from the spec's search space; fixed defaults for the rest."""
+    chosen: dict[str, float | int] = {"lr": 0.002, "batch_size": 32, "epochs": 1}
+    for p in spec.parameters:
+        if p.type == "categorical":
+            value = trial.suggest_categorical(p.name, p.values)
+        elif p.type == "int":
+            value = trial.suggest_int(p.name, int(p.min), int(p.max), step=int(p.step or 1),
+                                      log=p.log)
+        else:
+            value = trial.suggest_float(p.name, p.min, p.max, step=p.step, log=p.log)
+        chosen[p.name] = int(value) if p.name != "lr" else float(value)
+    return chosen
+
+
+def _epochs_done(metrics_file: Path) -> int:
+    try:
+        text = metrics_file.read_text()
+    except FileNotFoundError:
+        return 0
+    return text.count("\n")  # only complete lines: the worker writes one per epoch
+
+
+def run_trial(trial: optuna.Trial, spec: TuningSpec, env: TrialEnv, scorer: CheckpointScorer,
+              log) -> float:
+    params = suggest(trial, spec)
+    out = env.workdir / f"trial-{trial.number}"
+    out.mkdir(parents=True)
+    argv = [sys.executable, "-m", "minikf.workload.train_worker", "--data", str(env.data_dir),
+            "--out", str(out), "--epochs", str(params["epochs"]),
+            "--batch-size", str(params["batch_size"]), "--lr", repr(params["lr"])]
+    port = free_port()
+    procs = [env.platform.launch(argv, worker_env(rank, spec.workers, port),
+                                 env.logs / f"trial-{trial.number}-worker-{rank}.log", env.resources)
+             for rank in range(spec.workers)]
+    trial.set_user_attr("log", str(env.logs / f"trial-{trial.number}-worker-0.log"))
+    log(f"trial {trial.number} started: {json.dumps(params)}")
+    metric, scored = spec.objective.metric, 0
+    value = float("nan")
+    while True:
+        finished = all(p.poll() is not None for p in procs)
+        for epoch in range(scored + 1, _epochs_done(out / "metrics.jsonl") + 1):
+            value = scorer(out / "checkpoints" / f"epoch-{epoch}.pt")[metric]
+            scored = epoch
+            trial.report(value, epoch)
+            trial.set_user_attr("epochs_run", epoch)
+            if epoch < params["epochs"] and trial.should_prune():  # the last one saves nothing
+                for proc in procs:
+                    kill_process_group(proc)
+                log(f"trial {trial.number} stopped early at epoch {epoch}: {metric}={value:.4f}")
+                raise optuna.TrialPruned(f"{metric}={value:.4f} at epoch {epoch}")
+        if finished:
+            break
+        time.sleep(0.1)
+    bad = [(rank, p.returncode) for rank, p in enumerate(procs) if p.returncode != 0]
+    problem = ""
+    if bad:
+        problem = (f"trial {trial.number}: worker {bad[0][0]} exited with {bad[0][1]} "
+                   f"(see {env.logs / f'trial-{trial.number}-worker-{bad[0][0]}.log'})")
+    elif scored != params["epochs"]:
+        problem = f"trial {trial.number}: {scored} of {params['epochs']} epochs recorded"
+    if problem:
+        trial.set_user_attr("error", problem)
+        log(problem)
+        raise TrialFailed(problem)
+    trial.set_user_attr("model_dir", str(out / "model"))
+    log(f"trial {trial.number} finished: {metric}={value:.4f}")
+    return value
