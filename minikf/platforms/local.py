@@ -13,7 +13,7 @@ class LocalPlatform:
     # Only what is implemented and tested on this platform today.
     capabilities: frozenset[str] = field(
         default_factory=lambda: frozenset({"pipelines", "training", "serving", "notebooks", "isolation",
-                                   "metadata"})
+                                   "metadata", "tuning"})
     )
 
     def describe(self) -> dict:
