@@ -47,7 +47,11 @@ def up(
                                 listen_address=listen_address, data_dir=data_dir, gpus=gpus)
         appliance = KindAppliance(settings, chosen, comp.Mirrors.from_args(mirror),
                                   say=lambda m: typer.echo(m, err=True), load_images=load_image)
-        found = appliance.up()
+        try:
+            found = appliance.up()
+        except KeyboardInterrupt:
+            raise MinikfError(f"interrupted: what was created stays for inspection; `minikf down --name "
+                              f"{name}` removes it, `minikf up` again resumes", 130) from None
     elif driver == "vagrant":
         from minikf.appliance.vagrant import VagrantAppliance
 
@@ -58,7 +62,9 @@ def up(
     typer.echo("The appliance is up:")
     for key, value in found.items():
         typer.echo(f"  {key:10} {value}")
-    typer.echo(f"Next: minikf run fashion-mnist --platform kubernetes --kubeconfig {found['kubeconfig']}")
+    namespace = "kubeflow-user-example-com" if "user-namespace" in [c.name for c in chosen] else "minikf"
+    typer.echo(f"Next: minikf run fashion-mnist --platform kubernetes --kubeconfig {found['kubeconfig']} "
+               f"--namespace {namespace}")
 
 
 def down(
