@@ -306,3 +306,63 @@ def test_status_reports_each_component(tmp_path):
         result = _minikf("status", "--kubeconfig", str(path), "-c", "training-operator", home=tmp_path)
         assert result.returncode == 1 and "istio              not installed" in result.stdout
     assert result.stdout.startswith(f"cluster {api.url} (Kubernetes v1.31.0-fake")
+
+
+# --- the kind driver's calls -------------------------------------------------------------------
+
+_FAKE_KIND = """#!/bin/sh
+# Stand-in for kind (no kind binary or cluster can run here): records its argv, plays `get clusters`.
+echo "$*" >> "$(dirname "$0")/calls.log"
+case "$1 $2" in
+  "get clusters") cat "$(dirname "$0")/clusters" 2>/dev/null || true ;;
+  "create cluster") echo demo >> "$(dirname "$0")/clusters"
+    while [ "$#" -gt 0 ]; do [ "$1" = --kubeconfig ] && echo "apiVersion: v1" > "$2"; shift; done ;;
+  "delete cluster") : > "$(dirname "$0")/clusters" ;;
+esac
+"""
+
+
+def test_kind_driver_creates_reuses_and_deletes(tmp_path, monkeypatch):
+    """The driver's kind argv, with a recording stand-in for kind (it cannot run here) and preflight
+    passed by the test (preflight has its own tests above)."""
+    from minikf.appliance.kind import KindAppliance
+    from minikf.appliance.state import ApplianceState
+
+    monkeypatch.setenv("MINIKF_HOME", str(tmp_path / "home"))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "kind").write_text(_FAKE_KIND)
+    (bin_dir / "kind").chmod(0o755)
+    monkeypatch.setattr(KindAppliance, "preflight", lambda self: [])
+    settings = kindconfig.KindSettings(name="demo", data_dir=tmp_path / "data")
+    appliance = KindAppliance(settings, [], tools=Tools(path=f"{bin_dir}:/usr/bin:/bin"), say=lambda m: None)
+
+    found = appliance.up()
+    home = tmp_path / "home" / "appliance" / "demo"
+    config = home / "kind-config.yaml"
+    assert found == {"kubeconfig": str(home / "kubeconfig")}
+    assert kindconfig.load(config.read_text()).name == "demo" and (tmp_path / "data").is_dir()
+    assert (home / "kubeconfig").stat().st_mode & 0o777 == 0o600
+    assert ApplianceState.load("demo").driver == "kind"
+    appliance.up()  # a second up reuses the cluster
+    calls = (bin_dir / "calls.log").read_text().splitlines()
+    kubeconfig = home / "kubeconfig"
+    assert calls == ["get clusters",
+                     f"create cluster --name demo --config {config} --kubeconfig {kubeconfig} --wait 180s",
+                     "get clusters", f"export kubeconfig --name demo --kubeconfig {kubeconfig}"]
+    appliance.down()
+    assert (bin_dir / "calls.log").read_text().splitlines()[-1] == "delete cluster --name demo"
+    assert not (home / "state.json").exists() and (tmp_path / "data").is_dir()  # the data stays
+
+
+@needs_kubectl
+def test_a_local_mirror_is_built_in_place_of_upstream(tmp_path):
+    """An air-gapped site's checkout: the upstream path under the mirror is what kustomize builds."""
+    base = tmp_path / "mirror" / "common/kubeflow-namespace/base"
+    base.mkdir(parents=True)
+    (base / "kustomization.yaml").write_text("resources:\n- ns.yaml\n")
+    (base / "ns.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kubeflow\n")
+    mirrors = comp.Mirrors.from_args([f"kubeflow-manifests={tmp_path / 'mirror'}"], environ={})
+    installer = Installer(Tools(), tmp_path / "kubeconfig", mirrors, tmp_path)
+    (step,) = [s for s in comp.COMPONENTS["kubeflow-base"].steps if "namespace" in s.path]
+    assert yaml.safe_load(installer.build(step))["metadata"]["name"] == "kubeflow"
