@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from minikf.errors import MinikfError
 
@@ -107,15 +107,19 @@ class TuningSpec(BaseModel):
     workers: int = Field(1, ge=1, le=8)
     """Training processes per trial (the PyTorchJob env contract), 1 by default."""
 
-    @model_validator(mode="after")
-    def _space(self) -> TuningSpec:
-        if not self.parameters:
-            raise ValueError("parameters: the search space is empty; give at least one of "
-                             f"{', '.join(TUNABLE)}")
-        names = [p.name for p in self.parameters]
+    @field_validator("parameters")
+    @classmethod
+    def _space(cls, parameters: list[Parameter]) -> list[Parameter]:
+        if not parameters:
+            raise ValueError(f"the search space is empty; give at least one of {', '.join(TUNABLE)}")
+        names = [p.name for p in parameters]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"parameters: {', '.join(dupes)} given more than once")
+            raise ValueError(f"{', '.join(dupes)} given more than once")
+        return parameters
+
+    @model_validator(mode="after")
+    def _budget(self) -> TuningSpec:
         if self.parallel_trials > self.max_trials:
             raise ValueError(f"parallel_trials {self.parallel_trials} exceeds max_trials "
                              f"{self.max_trials}")
