@@ -25,18 +25,23 @@ def run(data_dir: Path, epochs: int, batch_size: int, lr: float, seed: int = 0) 
     with np.load(Path(data_dir) / "train.npz") as npz:
         dataset = TensorDataset(torch.from_numpy(npz["x"]), torch.from_numpy(npz["y"]))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True)
-    model = FashionCNN()
+    # The same device rule as train_worker: CUDA where visible (CUDA_VISIBLE_DEVICES="" hides it).
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = FashionCNN().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     seen = 0
     started = time.monotonic()  # only the training loop is timed
     for _ in range(epochs):
         for x, y in loader:
+            x, y = x.to(device), y.to(device)
             optimizer.zero_grad()
             loss = nn.functional.cross_entropy(model(x), y)
             loss.backward()
             optimizer.step()
             seen += len(y)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     seconds = time.monotonic() - started
     return {"images_per_s": seen / seconds, "images": seen, "seconds": seconds}
 

@@ -43,7 +43,7 @@ class CpuPlan:
         if self.server == self.loadgen:
             return (f"not pinned: only CPU(s) {self.server} available; server and load generator "
                     f"(1 locust process, {users} users) share them")
-        return (f"server (1 process, 1 uvicorn worker, torch 1 thread) pinned to CPU {self.server}; "
+        return (f"each server (1 process, 1 uvicorn worker) pinned to CPU {self.server}; "
                 f"load generator (1 locust process, {users} FastHttpUsers, gevent) pinned to "
                 f"CPU {self.loadgen}")
 

@@ -6,7 +6,9 @@ All figures come from one run on the same train.npz:
   timing only the training loop;
 - harness: `minikf.workload.train_worker` with WORLD_SIZE=1 (gloo/nccl process group, DDP,
   DistributedSampler), images_per_s read from its metrics.jsonl (mean over epochs);
-- scaling: N train_worker processes together for each N in `workers`.
+- scaling: N train_worker processes together for each N in `workers`;
+- memory: each process's own peak RSS (ru_maxrss from os.wait4 on its pid), per worker;
+- on CUDA, also the standard synthetic ResNet-50 images/s (minikf.bench.resnet).
 
 What train_worker reports: rank 0 writes images_per_s = seen / epoch_seconds, where `seen` is the
 all-reduced image count over every rank, so the figure is already the GLOBAL (summed over ranks)
@@ -17,31 +19,43 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
+from minikf.bench.rss import wait_with_peak_rss
 from minikf.engine.resources import Resources, free_port
 from minikf.workload.contract import worker_env
 
 TIMEOUT_S = 600
 
 
-def _baseline(data_dir: Path, epochs: int, batch_size: int, lr: float) -> float:
+def _baseline(data_dir: Path, epochs: int, batch_size: int, lr: float,
+              env: dict) -> tuple[float, float | None]:
+    """The bare loop's images/s and its process's peak RSS (MiB)."""
     cmd = [sys.executable, "-m", "minikf.bench.bare_loop", "--data", str(data_dir),
            "--epochs", str(epochs), "--batch-size", str(batch_size), "--lr", str(lr)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"bare loop failed (rc {proc.returncode}):\n{proc.stderr[-2000:]}")
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    return float(json.loads(lines[-1])["images_per_s"])
+    with tempfile.TemporaryDirectory(prefix="minikf-bench-") as tmp:
+        out = Path(tmp) / "bare.log"
+        resources = Resources()
+        try:
+            proc = resources.spawn(cmd, out, env=env)
+            code, rss = wait_with_peak_rss(proc, TIMEOUT_S)
+        finally:
+            resources.cleanup()
+        text = out.read_text()
+    if code != 0:
+        raise RuntimeError(f"bare loop failed (rc {code}):\n{text[-2000:]}")
+    lines = [line for line in text.splitlines() if line.startswith("{")]
+    return float(json.loads(lines[-1])["images_per_s"]), rss
 
 
-def _harness(data_dir: Path, world: int, epochs: int, batch_size: int, lr: float) -> float:
-    """Run `world` train_worker processes together; rank 0's mean global images/s over epochs.
+def _harness(data_dir: Path, world: int, epochs: int, batch_size: int, lr: float,
+             env: dict) -> tuple[float, list[float | None]]:
+    """Run `world` train_worker processes together; rank 0's mean global images/s over epochs,
+    and each rank's peak RSS (MiB).
 
     Workers are started and always stopped through the engine's Resources (process groups),
     with the same env contract as the train step.
@@ -52,13 +66,14 @@ def _harness(data_dir: Path, world: int, epochs: int, batch_size: int, lr: float
         cmd = [sys.executable, "-m", "minikf.workload.train_worker", "--data", str(data_dir),
                "--out", str(out), "--epochs", str(epochs), "--batch-size", str(batch_size),
                "--lr", str(lr)]
-        base_env = {k: v for k, v in os.environ.items() if k != "MINIKF_TEST_KILL_RANK"}
+        base_env = {k: v for k, v in env.items() if k != "MINIKF_TEST_KILL_RANK"}
         resources = Resources()
         try:
             procs = [resources.spawn(cmd, out / f"rank-{rank}.log",
                                      env={**base_env, **worker_env(rank, world, port)})
                      for rank in range(world)]
-            codes = [p.wait(timeout=TIMEOUT_S) for p in procs]
+            waited = [wait_with_peak_rss(p, TIMEOUT_S) for p in procs]
+            codes, rss = [w[0] for w in waited], [w[1] for w in waited]
         finally:
             resources.cleanup()
         if any(codes):
@@ -66,19 +81,25 @@ def _harness(data_dir: Path, world: int, epochs: int, batch_size: int, lr: float
             raise RuntimeError(f"train_worker x{world} failed (rcs {codes}):\n{tail}")
         rates = [json.loads(line)["images_per_s"]
                  for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
-        return sum(rates) / len(rates)
+        return sum(rates) / len(rates), rss
 
 
 def bench_train(data_dir: Path, workers: list[int], epochs: int = 1, batch_size: int = 64,
-                lr: float = 0.002) -> dict:
-    """Measure baseline, harness (1 worker) and N-worker throughput; see the module docstring."""
+                lr: float = 0.002, device: str = "cpu", resnet_steps: int = 30) -> dict:
+    """Measure baseline, harness (1 worker) and N-worker throughput; see the module docstring.
+
+    device "cuda" where no GPU is present: the CPU part only, and a note saying so.
+    """
     data_dir = Path(data_dir)
-    cuda = torch.cuda.is_available()
-    baseline = _baseline(data_dir, epochs, batch_size, lr)
-    harness = _harness(data_dir, 1, epochs, batch_size, lr)
+    cuda = torch.cuda.is_available() and device != "cpu"
+    # Every benchmarked process on the same device: CPU means the GPU is hidden from them.
+    env = dict(os.environ) if cuda else {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    baseline, baseline_rss = _baseline(data_dir, epochs, batch_size, lr, env)
+    harness, harness_rss = _harness(data_dir, 1, epochs, batch_size, lr, env)
     # The 1-worker figure is the harness run itself; it is always part of the scaling.
-    scaling = {str(n): harness if n == 1 else _harness(data_dir, n, epochs, batch_size, lr)
-               for n in sorted(set(workers) | {1})}
+    runs = {n: (harness, harness_rss) if n == 1 else _harness(data_dir, n, epochs, batch_size, lr, env)
+            for n in sorted(set(workers) | {1})}
+    scaling = {str(n): rate for n, (rate, _) in runs.items()}
     result: dict = {
         "device": "cuda" if cuda else "cpu",
         "gpu": torch.cuda.get_device_name(0) if cuda else None,
@@ -89,11 +110,22 @@ def bench_train(data_dir: Path, workers: list[int], epochs: int = 1, batch_size:
         "harness_overhead_pct": (1 - harness / baseline) * 100,
         "scaling": scaling,
         "scaling_metric": "global images/s as rank 0 reports it (all-reduced count / rank-0 epoch time)",
+        "baseline_peak_rss_mb": baseline_rss,
+        "harness_peak_rss_mb": harness_rss[0],
+        "worker_peak_rss_mb": {str(n): rss for n, (_, rss) in runs.items()},
+        "resnet50": None,
     }
     if "2" in scaling:
         result["scaling_efficiency_2"] = scaling["2"] / (2 * scaling["1"])
-    if not cuda:
-        result["note"] = "no GPU present: CPU only"
+    if cuda:
+        from minikf.bench.resnet import synthetic_images_per_s
+
+        result["resnet50"] = synthetic_images_per_s("cuda", steps=resnet_steps)
+    elif device == "cuda":
+        result["note"] = "no GPU present (--device cuda): ran the CPU part only, no ResNet-50 figure"
+    else:
+        gpu_here = torch.cuda.is_available()
+        result["note"] = "CPU only (--device cpu)" if gpu_here else "no GPU present: CPU only"
     return result
 
 

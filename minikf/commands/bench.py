@@ -1,4 +1,9 @@
-"""`minikf bench ...`: benchmarks, each against a baseline measured beside it in the same run."""
+"""`minikf bench ...`: benchmarks, each against a baseline measured beside it in the same run.
+
+Every command prints a table and takes the same output options: --json PATH, --save (to
+perf/results/<machine>/), --report DIR (a section in DIR/report.html), --compare OLD.json
+(prints the change; exit 1 on a regression beyond --threshold).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,43 @@ import typer
 
 app = typer.Typer(no_args_is_help=True, help="Benchmarks against a baseline run beside them.")
 
+JSON_OPT = typer.Option(None, "--json", help="write the figures here")
+SAVE_OPT = typer.Option(False, "--save", help="also keep them under perf/results/<machine>/")
+REPORT_OPT = typer.Option(None, "--report", help="add a section to DIR/report.html")
+COMPARE_OPT = typer.Option(None, "--compare", help="an earlier --json result to compare with")
+THRESHOLD_OPT = typer.Option(0.10, help="regression threshold for --compare (0.10 = 10%)")
+
 
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="bench")
+
+
+def _finish(name: str, figures: dict, json_path: Path | None, save: bool, report: Path | None,
+            compare: Path | None, threshold: float) -> None:
+    """The common tail: metadata, --json, --save, --report, then --compare (may exit 1)."""
+    import json
+
+    from minikf.bench import report as bench_report
+    from minikf.errors import MinikfError
+
+    old = bench_report.load_result(compare) if compare else None  # bad file: fail before writing
+    result = bench_report.finish(name, figures)
+    if json_path:
+        json_path.write_text(json.dumps(result, indent=2))
+        typer.echo(f"wrote {json_path}")
+    if save:
+        typer.echo(f"saved {bench_report.save(result)}")
+    if report:
+        typer.echo(f"report: {bench_report.write_report(result, report)}")
+    if old is not None:
+        changes = bench_report.compare(result, old, threshold)
+        typer.echo(f"\nagainst {compare} ({old.get('date', '?')}), threshold {threshold:.0%}:")
+        typer.echo(f"{'figure':36} {'old':>12} {'new':>12} {'change':>11}")
+        for change in changes:
+            typer.echo(change.line())
+        worse = [c.figure for c in changes if c.regression]
+        if worse:
+            raise MinikfError(f"regression beyond {threshold:.0%}: {', '.join(worse)}", 1)
 
 
 @app.command("train")
@@ -18,30 +57,103 @@ def bench_train_cmd(
     workers: str = typer.Option("1,2", help="worker counts for the scaling figure"),
     epochs: int = typer.Option(1, help="epochs per measurement"),
     batch_size: int = typer.Option(64),
-    json_path: Path | None = typer.Option(None, "--json", help="write the figures here"),
+    device: str = typer.Option("auto", help="cpu | cuda | auto (cuda where present)"),
+    resnet_steps: int = typer.Option(30, help="timed steps of the ResNet-50 figure (CUDA only)"),
+    json_path: Path | None = JSON_OPT,
+    save: bool = SAVE_OPT,
+    report: Path | None = REPORT_OPT,
+    compare: Path | None = COMPARE_OPT,
+    threshold: float = THRESHOLD_OPT,
 ) -> None:
-    """Images/s of the journey's training step vs a bare PyTorch loop, and the scaling."""
-    import json
+    """Images/s of the journey's training step vs a bare PyTorch loop, scaling, peak RSS."""
     import tempfile
 
+    import torch
+
     from minikf.bench.train import bench_train
+    from minikf.errors import MinikfError
     from minikf.workload import fashion_data
 
-    counts = [int(w) for w in workers.split(",") if w.strip()]
+    if device not in ("cpu", "cuda", "auto"):
+        raise MinikfError(f"--device: expected cpu, cuda or auto, got {device!r}", 2)
+    try:
+        counts = [int(w) for w in workers.split(",") if w.strip()]
+    except ValueError:
+        raise MinikfError(f"--workers: expected numbers like 1,2, got {workers!r}", 2) from None
+    if not counts or min(counts) < 1:
+        raise MinikfError(f"--workers: expected positive numbers like 1,2, got {workers!r}", 2)
+    if device == "cuda" and not torch.cuda.is_available():
+        typer.echo("no GPU present: --device cuda runs the CPU part only (no ResNet-50 figure)")
     sample = Path(__file__).parent.parent.parent / "data" / "fashion-mnist-sample"
     with tempfile.TemporaryDirectory(prefix="minikf-bench-") as tmp:
         raw, data = Path(tmp) / "raw", Path(tmp) / "data"
         fashion_data.download(raw, [str(sample)], dict(fashion_data.SAMPLE_FILES))
         fashion_data.preprocess(raw, data)
-        figures = bench_train(data, counts, epochs=epochs, batch_size=batch_size)
-    if figures.get("note"):
+        figures = bench_train(data, counts, epochs=epochs, batch_size=batch_size,
+                              device=device, resnet_steps=resnet_steps)
+    if figures.get("note") and device != "cuda":
         typer.echo(figures["note"])
-    typer.echo(f"{'measure':28} {'images/s':>10}")
-    typer.echo(f"{'bare PyTorch loop (baseline)':28} {figures['baseline_images_per_s']:>10.0f}")
-    typer.echo(f"{'minikf train worker':28} {figures['harness_images_per_s']:>10.0f}")
+
+    def mib(v: float | None) -> str:
+        return f"{v:.0f}" if v is not None else "?"
+
+    typer.echo(f"{'measure':30} {'images/s':>10} {'peak RSS MiB/worker':>20}")
+    typer.echo(f"{'bare PyTorch loop (baseline)':30} {figures['baseline_images_per_s']:>10.0f} "
+               f"{mib(figures['baseline_peak_rss_mb']):>20}")
+    typer.echo(f"{'minikf train worker':30} {figures['harness_images_per_s']:>10.0f} "
+               f"{mib(figures['harness_peak_rss_mb']):>20}")
     for n, ips in figures["scaling"].items():
-        typer.echo(f"{f'{n} worker(s)':28} {ips:>10.0f}")
-    typer.echo(f"harness overhead: {figures['harness_overhead_pct']:.1f}% of the baseline")
-    if json_path:
-        json_path.write_text(json.dumps(figures, indent=2))
-        typer.echo(f"wrote {json_path}")
+        rss = ", ".join(mib(v) for v in figures["worker_peak_rss_mb"][n])
+        typer.echo(f"{f'{n} worker(s)':30} {ips:>10.0f} {rss:>20}")
+    typer.echo(f"harness overhead: {figures['harness_overhead_pct']:.1f}% of the baseline (target <= 5%)")
+    if "scaling_efficiency_2" in figures:
+        typer.echo(f"scaling 1->2 workers: {figures['scaling_efficiency_2']:.2f} efficiency")
+    if figures.get("resnet50"):
+        r = figures["resnet50"]
+        typer.echo(f"ResNet-50 synthetic on {r['gpu']}: {r['images_per_s']:.0f} images/s "
+                   f"({r['precision']}, batch {r['batch']})")
+    _finish("train", figures, json_path, save, report, compare, threshold)
+
+
+@app.command("serve")
+def bench_serve_cmd(
+    users: int = typer.Option(16, help="concurrent locust users (closed loop, no think time)"),
+    duration: float = typer.Option(10.0, help="measured seconds per target per round"),
+    warmup: float = typer.Option(1.0, help="unmeasured seconds before each measurement"),
+    rounds: int = typer.Option(3, help="rounds; each loads every target once, in turn"),
+    model: Path | None = typer.Option(None, help="a model dir (default: FashionCNN, fixed weights)"),
+    json_path: Path | None = JSON_OPT,
+    save: bool = SAVE_OPT,
+    report: Path | None = REPORT_OPT,
+    compare: Path | None = COMPARE_OPT,
+    threshold: float = THRESHOLD_OPT,
+) -> None:
+    """Throughput and latency: minikf server vs stock KServe vs a trivial handler (ceiling)."""
+    import importlib.util
+
+    from minikf.bench.serve import bench_serve
+    from minikf.errors import MinikfError
+
+    # Looked up, not imported: importing locust monkey-patches this process with gevent.
+    if importlib.util.find_spec("locust") is None:
+        raise MinikfError("bench serve needs locust: pip install 'locust>=2.20'", 2)
+    if users < 1 or duration <= 0 or rounds < 1 or warmup < 0:
+        raise MinikfError("--users and --rounds must be >= 1, --duration > 0, --warmup >= 0", 2)
+    if model is not None and not (model / "model.pt").is_file():
+        raise MinikfError(f"--model {model}: no model.pt there", 2)
+    typer.echo(f"{rounds} round(s) x 3 targets x {warmup:g}+{duration:g}s, {users} users ...")
+    figures = bench_serve(users=users, duration=duration, warmup=warmup, rounds=rounds, model_dir=model)
+    typer.echo(f"pinning: {figures['pinning']}")
+    names = {"minikf": "(a) minikf server", "stock": "(b) stock KServe", "ceiling": "(c) trivial handler"}
+    typer.echo(f"{'target':22} {'rps':>8} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'errors':>7} "
+               f"{'peak RSS MiB':>13}")
+    for key, t in figures["targets"].items():
+        rss = f"{t['peak_rss_mb']:.0f}" if t.get("peak_rss_mb") is not None else "?"
+        typer.echo(f"{names[key]:22} {t['rps']:>8.0f} {t['p50_ms']:>7.0f} {t['p95_ms']:>7.0f} "
+                   f"{t['p99_ms']:>7.0f} {t['errors']:>7} {rss:>13}")
+    ab, p99, ac = (figures.get(k) for k in ("ratio_rps_minikf_vs_stock", "ratio_p99_minikf_vs_stock",
+                                             "ratio_rps_minikf_vs_ceiling"))
+    if ab is not None and p99 is not None and ac is not None:
+        typer.echo(f"a/b throughput {ab:.2f}x (target >= 1.5x), p99 a/b {p99:.2f} (target <= 1); "
+                   f"a/c throughput {ac:.2f}")
+    _finish("serve", figures, json_path, save, report, compare, threshold)
