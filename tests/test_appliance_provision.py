@@ -51,10 +51,10 @@ def _publish(root: Path, relative: str, body: str, checksum_suffix: str, checksu
     Path(f"{path}{checksum_suffix}").write_text(f"{digest}  {path.name}\n")
 
 
-@pytest.fixture(scope="module")
-def mirror(tmp_path_factory):
+@pytest.fixture
+def mirror(tmp_path):
     """kind/kubectl stand-ins laid out like kind.sigs.k8s.io/dl and dl.k8s.io/release, on 127.0.0.1."""
-    root = tmp_path_factory.mktemp("mirror")
+    root = tmp_path / "mirror"
     kind = f'#!/bin/sh\necho "kind {KIND} go1.23.6 linux/amd64"\n'
     kubectl = f'#!/bin/sh\necho "Client Version: {KUBECTL}"\n'
     _publish(root, f"{KIND}/kind-linux-amd64", kind, ".sha256sum")
@@ -72,7 +72,7 @@ def mirror(tmp_path_factory):
     thread.join(timeout=5)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def provisioned(mirror):
     """A container that has run provision.sh twice (the second run must change nothing)."""
     problem = _engine_problem()
@@ -97,19 +97,25 @@ def provisioned(mirror):
 
 
 @pytest.mark.slow
-def test_provisioning_runs_and_is_idempotent(provisioned):
+def test_provisioning_in_a_debian_container(provisioned):
+    """One test, one container: under pytest-xdist separate tests could each build their own."""
+    _check_runs(provisioned)
+    _check_host(provisioned)
+    _check_checksum_mismatch(provisioned)
+
+
+def _check_runs(provisioned):
     _, (first, second), _, _ = provisioned
     assert first.ok, first.stdout + first.stderr
     assert second.ok, second.stdout + second.stderr
     assert f"kind {KIND} from " in first.stdout and "packages: installing" in first.stdout
-    assert "packages: all present" in second.stdout
+    assert "packages: all present" in second.stdout  # idempotent: the second run changes nothing
     assert f"kind {KIND} present" in second.stdout and f"kubectl {KUBECTL} present" in second.stdout
     assert "could not apply /etc/sysctl.d/99-minikf.conf here" in first.stderr
     assert "no data disk found" in first.stderr
 
 
-@pytest.mark.slow
-def test_provisioned_host_checks(provisioned):
+def _check_host(provisioned):
     name = provisioned[0]
     host = testinfra.get_host(f"docker://{name}")
     for package in ("docker.io", "curl", "procps", "python3-venv", "iptables", "e2fsprogs"):
@@ -128,8 +134,7 @@ def test_provisioned_host_checks(provisioned):
     assert host.file("/etc/systemd/system/multi-user.target.wants/docker.service").is_symlink
 
 
-@pytest.mark.slow
-def test_a_checksum_mismatch_stops_provisioning(provisioned):
+def _check_checksum_mismatch(provisioned):
     name, _, docker, env = provisioned
     only = ["-e", "MINIKF_STAGES=binaries", "-e", "MINIKF_KUBECTL_VERSION=v9.9.9",
             "-e", "MINIKF_BIN_DIR=/tmp"]
