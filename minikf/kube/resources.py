@@ -382,3 +382,12 @@ def unpack_from_log(text: str, dest: Path) -> Path:
     with tarfile.open(fileobj=io.BytesIO(base64.b64decode(payload)), mode="r:gz") as tar:
         tar.extractall(dest, filter="data")  # refuses absolute paths and links out of dest
     return dest
+
+
+def without_archive(text: str) -> str:
+    """The log with the archive replaced by one line, so results bundles stay small."""
+    start, end = text.rfind(MODEL_BEGIN), text.rfind(MODEL_END)
+    if start < 0 or end < start:
+        return text
+    size = len("".join(text[start + len(MODEL_BEGIN):end].split()))
+    return f"{text[:start]}[minikf model archive: {size} base64 characters]{text[end + len(MODEL_END):]}"

@@ -197,7 +197,8 @@ class KubernetesPlatform:
             status(f"{what}: running ({request.workers} workers)")
             time.sleep(POLL_S)
         log = self._rank0_log(spec.name)
-        Path(log_path).write_text(log)
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(log_path).write_text(res.without_archive(log))
         if not succeeded:
             tail = "\n".join(log.strip().splitlines()[-5:])
             raise ClusterStepFailed(f"{what} failed: {message}; rank-0 log tail:\n{tail}")

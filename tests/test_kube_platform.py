@@ -1,0 +1,229 @@
+"""KubernetesPlatform against a fake cluster.
+
+No Kubernetes control plane can run here. The API server is FakeApiServer (a real HTTP server on
+127.0.0.1, tests/kube_fake_apiserver.py) and `Controllers` below plays the Training Operator and
+KServe: it runs the pods' own commands from the objects the platform created, as local processes
+(each PyTorchJob replica with the operator's MASTER_ADDR/WORLD_SIZE/RANK, the ConfigMaps written
+out where they would be mounted), keeps their output as pod logs and sets the status conditions.
+The one piece replaced outright is the port-forward's websocket to the API server: its relay
+connects straight to the predictor process instead. Everything else — the kubernetes client,
+the SDK-checked objects, the journey's steps, the model server, predict — is the real code.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from kube_fake_apiserver import FakeApiServer
+
+from minikf.engine.resources import Resources, free_port
+from minikf.errors import MinikfError
+from minikf.kube import resources as res
+from minikf.platforms.kubernetes import ClusterStepFailed, KubernetesPlatform, TrainRequest
+from minikf.workload.contract import worker_env
+
+ROOT = Path(__file__).parent.parent
+SAMPLE = ROOT / "data" / "fashion-mnist-sample"
+ALL_CRDS = {("kubeflow.org", "v1", "pytorchjobs"), ("serving.kserve.io", "v1beta1", "inferenceservices")}
+
+
+class Controllers:
+    """Plays the Training Operator and KServe for the objects in a FakeApiServer."""
+
+    def __init__(self, api: FakeApiServer, tmp: Path, fail_job: bool = False) -> None:
+        self.api, self.tmp, self.fail_job = api, tmp, fail_job
+        self.procs: list[subprocess.Popen] = []
+        self.started: set[str] = set()
+        api.on_get = self.on_get
+
+    def _mount(self, ns: str, configmap: str) -> Path:
+        obj = self.api.objects[("", ns, "configmaps", configmap)]
+        target = self.tmp / "mounts" / configmap
+        target.mkdir(parents=True, exist_ok=True)
+        for name, data in obj["binaryData"].items():
+            (target / name).write_bytes(base64.b64decode(data))
+        return target
+
+    def on_get(self, obj: dict) -> None:
+        name, ns = obj["metadata"]["name"], obj["metadata"]["namespace"]
+        if name not in self.started:
+            self.started.add(name)
+            runner = self._run_job if obj["kind"] == "PyTorchJob" else self._serve
+            threading.Thread(target=runner, args=(obj, name, ns), daemon=True).start()
+
+    def _pod(self, ns: str, name: str, labels: dict, phase: str) -> None:
+        self.api.objects[("", ns, "pods", name)] = {
+            "apiVersion": "v1", "kind": "Pod", "status": {"phase": phase},
+            "metadata": {"name": name, "namespace": ns, "labels": labels}}
+
+    def _run_job(self, obj: dict, name: str, ns: str) -> None:
+        specs = obj["spec"]["pytorchReplicaSpecs"]
+        world = sum(s["replicas"] for s in specs.values())
+        port, procs, rank = free_port(), [], 0
+        for replica_type in ("Master", "Worker"):
+            spec = specs.get(replica_type)
+            for _ in range(spec["replicas"] if spec else 0):
+                pod = spec["template"]["spec"]
+                argv = list(pod["containers"][0]["command"])
+                if pod.get("volumes"):
+                    mount = self._mount(ns, pod["volumes"][0]["configMap"]["name"])
+                    argv = [str(mount) if a == res.DATA_MOUNT else a for a in argv]
+                if self.fail_job:
+                    argv = ["python", "-c", "import sys; print('CUDA error: out of memory'); sys.exit(3)"]
+                env = {**os.environ, **worker_env(rank, world, port)}
+                log = self.tmp / f"{name}-{rank}.log"
+                with open(log, "wb") as out:
+                    procs.append(subprocess.Popen([sys.executable, *argv[1:]], stdout=out,
+                                                  stderr=subprocess.STDOUT, env=env))
+                pod_name = f"{name}-{replica_type.lower()}-{rank}"
+                self._pod(ns, pod_name, {"training.kubeflow.org/job-name": name,
+                                         "training.kubeflow.org/replica-type": replica_type.lower()},
+                          "Running")
+                rank += 1
+        self.procs += procs
+        codes = [p.wait(timeout=600) for p in procs]
+        self.api.logs[(ns, f"{name}-master-0")] = (self.tmp / f"{name}-0.log").read_text()
+        ok = all(c == 0 for c in codes)
+        obj["status"] = {"conditions": [{"type": "Succeeded" if ok else "Failed", "status": "True",
+                                         "message": "" if ok else f"exit codes {codes}"}]}
+
+    def _serve(self, obj: dict, name: str, ns: str) -> None:
+        pod = obj["spec"]["predictor"]
+        container = pod["containers"][0]
+        mount = self._mount(ns, pod["volumes"][0]["configMap"]["name"])
+        secret = container["env"][0]["valueFrom"]["secretKeyRef"]["name"]
+        token = self.api.objects[("", ns, "secrets", secret)]["stringData"]["token"]
+        self.port = free_port()
+        argv = [sys.executable, "-m", "minikf.workload.server", "--model-dir", str(mount),
+                "--port", str(self.port)]  # 127.0.0.1 here: the pod's own network namespace
+        with open(self.tmp / f"{name}.log", "wb") as out:
+            self.procs.append(subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                               env={**os.environ, "MINIKF_SERVE_TOKEN": token}))
+        for _ in range(600):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        self._pod(ns, f"{name}-predictor-0", {"serving.kserve.io/inferenceservice": name}, "Running")
+        obj["status"] = {"conditions": [{"type": "Ready", "status": "True"}], "url": f"http://{name}.{ns}"}
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=10)
+
+
+@pytest.fixture
+def cluster(tmp_path, monkeypatch):
+    """(FakeApiServer, Controllers, kubeconfig) with the Training Operator and KServe CRDs."""
+    with FakeApiServer(crds=set(ALL_CRDS)) as api:
+        controllers = Controllers(api, tmp_path)
+        # the websocket port-forward needs a real API server: connect the relay to the process
+        monkeypatch.setattr("minikf.kube.portforward.PortForward._open",
+                            lambda self: socket.create_connection(("127.0.0.1", controllers.port)))
+        try:
+            yield api, controllers, api.kubeconfig(tmp_path)
+        finally:
+            controllers.stop()
+
+
+def test_capabilities_follow_the_crds(tmp_path):
+    with FakeApiServer(crds={("trainer.kubeflow.org", "v1alpha1", "trainjobs")}) as api:
+        platform = KubernetesPlatform(kubeconfig=str(api.kubeconfig(tmp_path)), namespace="ml")
+    assert platform.capabilities == {"training"} and platform.train_kind == "TrainJob"
+    missing = platform.missing(["training", "serving", "tuning"])
+    assert missing[0].startswith("serving (no inferenceservices.serving.kserve.io (KServe) CRD")
+    assert missing[1] == "tuning (not implemented on the kubernetes platform yet)"
+    info = platform.describe()
+    assert info["namespace"] == "ml" and info["kubernetes"] == "v1.31.0-fake"
+    assert info["crds"]["trainjobs.trainer.kubeflow.org"] and not info["crds"]["pytorchjobs.kubeflow.org"]
+
+
+def test_scenario_is_skipped_naming_the_missing_crd(tmp_path):
+    from minikf.engine.runner import run_scenario
+    from minikf.scenario import load_scenario
+
+    with FakeApiServer(crds={("kubeflow.org", "v1", "pytorchjobs")}) as api:
+        platform = KubernetesPlatform(kubeconfig=str(api.kubeconfig(tmp_path)))
+        result = run_scenario(load_scenario(ROOT / "scenarios" / "fashion-mnist.yaml"), platform,
+                              tmp_path / "results")
+    assert result.status == "skipped"
+    assert "inferenceservices.serving.kserve.io" in result.message
+    assert not [r for r in api.requests if r[0] == "POST" and "selfsubject" not in r[1]]
+
+
+def test_missing_permission_is_named_before_anything_is_created(tmp_path):
+    with FakeApiServer(crds=set(ALL_CRDS), allowed={("create", "configmaps", "")}) as api:
+        platform = KubernetesPlatform(kubeconfig=str(api.kubeconfig(tmp_path)))
+        request = TrainRequest("minikf-train-x", 2, 1, 64, 0.002, [str(SAMPLE)], True, 60)
+        with pytest.raises(MinikfError) as exc:
+            platform.run_training(request, Resources(), tmp_path / "log", tmp_path / "out")
+    assert "missing permissions in namespace 'team'" in exc.value.message
+    assert "create pytorchjobs.kubeflow.org" in exc.value.message
+    assert "get pods/log" in exc.value.message
+    assert not api.objects
+
+
+def test_failed_job_says_why_with_the_rank0_log_and_cleans_up(cluster, tmp_path):
+    api, controllers, kubeconfig = cluster
+    controllers.fail_job = True
+    platform = KubernetesPlatform(kubeconfig=str(kubeconfig))
+    resources = Resources()
+    request = TrainRequest("minikf-train-y", 2, 1, 64, 0.002, [str(SAMPLE)], True, 120)
+    with pytest.raises(ClusterStepFailed) as exc:
+        platform.run_training(request, resources, tmp_path / "train.log", tmp_path / "out")
+    assert "PyTorchJob minikf-train-y failed: exit codes [3, 3]" in str(exc.value)
+    assert "CUDA error: out of memory" in str(exc.value)
+    assert resources.cleanup() == []
+    assert not [k for k in api.objects if k[2] in ("pytorchjobs", "configmaps")]
+    assert {k[2] for k in api.deleted} == {"pytorchjobs", "configmaps"}
+
+
+def test_remote_mirrors_are_passed_to_the_pods_and_nothing_is_shipped(cluster, tmp_path):
+    api, controllers, kubeconfig = cluster
+    api.on_get = None  # no controller: only look at what was created
+    platform = KubernetesPlatform(kubeconfig=str(kubeconfig))
+    resources = Resources()
+    request = TrainRequest("minikf-train-z", 2, 1, 64, 0.002, ["https://mirror.example/fm/"], False, 0.1)
+    with pytest.raises(ClusterStepFailed, match="not finished after 0.1s"):
+        platform.run_training(request, resources, tmp_path / "log", tmp_path / "out")
+    job = api.objects[("kubeflow.org", "team", "pytorchjobs", "minikf-train-z")]
+    argv = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]["command"]
+    assert argv[argv.index("--mirrors") + 1] == "https://mirror.example/fm/" and "--sample" not in argv
+    assert not [k for k in api.objects if k[2] == "configmaps"]
+    resources.cleanup()
+    assert not api.objects
+
+
+@pytest.mark.slow
+def test_fashion_mnist_journey_on_the_fake_cluster(cluster, tmp_path):
+    """The whole journey through the platform: the sample shipped as a ConfigMap, a PyTorchJob of
+    two workers (real torch.distributed processes), the model back from the master's log,
+    evaluated here, served by an InferenceService (the real KServe model server), predicted
+    through the port-forward relay with the token; every object deleted at the end."""
+    from minikf.engine.runner import run_scenario
+    from minikf.scenario import load_scenario
+
+    api, controllers, kubeconfig = cluster
+    platform = KubernetesPlatform(kubeconfig=str(kubeconfig), namespace="team")
+    result = run_scenario(load_scenario(ROOT / "scenarios" / "fashion-mnist.yaml"), platform,
+                          tmp_path / "results", params={"epochs": 8})
+    steps = {s.name: s for s in result.steps}
+    assert result.status == "passed", [(s.name, s.status, s.message) for s in result.steps]
+    assert steps["train"].metrics["workers"] == 2 and steps["train"].metrics["epochs"] == 8
+    assert steps["predict"].metrics["errors"] == 0 and steps["predict"].metrics["agreement"] == 1
+    kinds = {k[2] for k in api.deleted}
+    assert {"pytorchjobs", "inferenceservices", "configmaps", "secrets"} <= kinds
+    assert not [k for k in api.objects if k[2] != "pods"]  # pods are the controllers' to remove
+    log = (tmp_path / "results" / "logs" / "train.log").read_text()
+    assert "[minikf model archive: " in log and res.MODEL_BEGIN not in log
