@@ -51,7 +51,10 @@ def execute_notebook(path: Path, params: dict, cwd: Path, output: Path, timeout:
     try:
         client.execute(cwd=str(cwd), env=kernel_env(cwd))
     except CellExecutionError as exc:
-        raise MinikfError(f"{path}: a cell failed: {str(exc).strip().splitlines()[-1]}") from None
+        failed = next((i for i, c in enumerate(nb.cells) if any(
+            o.get("output_type") == "error" for o in c.get("outputs", []))), None)
+        where = f"cell {failed + 1}" if failed is not None else "a cell"
+        raise MinikfError(f"{path}: {where} failed: {exc.ename}: {exc.evalue}") from None
     finally:
         write_private(output, nbformat.writes(nb))
     return nb
