@@ -366,3 +366,12 @@ def test_a_local_mirror_is_built_in_place_of_upstream(tmp_path):
     installer = Installer(Tools(), tmp_path / "kubeconfig", mirrors, tmp_path)
     (step,) = [s for s in comp.COMPONENTS["kubeflow-base"].steps if "namespace" in s.path]
     assert yaml.safe_load(installer.build(step))["metadata"]["name"] == "kubeflow"
+
+
+def test_images_to_load_must_exist_locally(tmp_path):
+    """The real docker CLI asked about an image no engine has (needs a running engine)."""
+    tools = Tools()
+    if not tools.which("docker") or not preflight.check_docker(tools)[0].ok:
+        pytest.skip("no running Docker engine here")
+    (check,) = preflight.check_images(tools, ["minikf/no-such-image:never"])
+    assert not check.ok and check.detail == "not in the local engine" and "--load-image" in check.fix

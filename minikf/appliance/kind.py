@@ -69,6 +69,8 @@ class KindAppliance:
     def preflight(self) -> list[preflight.Check]:
         disk = self.settings.data_dir or self.dir
         checks = preflight.kind_checks(self.tools, self.components, self.settings.gpus, disk)
+        if self.load_images and self.tools.which("docker"):
+            checks += preflight.check_images(self.tools, self.load_images)
         preflight.require(checks, f"minikf up --driver kind (cluster {self.settings.name})")
         return checks
 

@@ -183,6 +183,18 @@ def check_gpu(tools: Tools, nvidia_config: Path = Path("/etc/nvidia-container-ru
     return out
 
 
+def check_images(tools: Tools, images: list[str]) -> list[Check]:
+    """Images to `kind load` must be in the local engine (kind does not pull them)."""
+    out = []
+    for image in images:
+        found = tools.run("docker", "image", "inspect", "--format", "{{.Id}}", image, timeout_s=30,
+                          check=False).ok
+        out.append(Check(f"image {image}", found, "present locally" if found else "not in the local engine",
+                         "build it first (the minikf images under images/ are built by minikf.images) "
+                         "or drop it from --load-image"))
+    return out
+
+
 def kind_checks(tools: Tools, components: list[Component], gpus: bool, disk_path: Path,
                 sysctl_dir: Path = Path("/proc/sys"), proc: Path = Path("/proc")) -> list[Check]:
     """Everything `minikf up --driver kind` needs, in the order a user would fix them."""

@@ -27,6 +27,8 @@ def up(
                                        help="host address the ports bind to (0.0.0.0 inside a VM)"),
     data_dir: Path | None = typer.Option(None, help="host directory keeping volumes across clusters"),
     load_image: list[str] = typer.Option([], "--load-image", help="docker image to `kind load`, repeatable"),
+    minikf_images: bool = typer.Option(False, "--minikf-images",
+                                       help="also `kind load` minikf/deps, minikf/runtime, minikf/server"),
     provider: str = typer.Option("libvirt", help="vagrant provider: libvirt | virtualbox"),
     list_components: bool = typer.Option(False, "--list", help="list the components and exit"),
 ) -> None:
@@ -45,8 +47,13 @@ def up(
 
         settings = KindSettings(name=name, gateway_port=gateway_port, api_server_port=api_port,
                                 listen_address=listen_address, data_dir=data_dir, gpus=gpus)
+        images = list(load_image)
+        if minikf_images:
+            from minikf.images.build import NAMES
+
+            images += [f"minikf/{n}:latest" for n in NAMES]
         appliance = KindAppliance(settings, chosen, comp.Mirrors.from_args(mirror),
-                                  say=lambda m: typer.echo(m, err=True), load_images=load_image)
+                                  say=lambda m: typer.echo(m, err=True), load_images=images)
         try:
             found = appliance.up()
         except KeyboardInterrupt:
