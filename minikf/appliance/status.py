@@ -20,8 +20,10 @@ class Health:
 
 def _deployments(cluster, namespace: str) -> dict[str, tuple[int, int]] | None:
     """name -> (available, wanted) for the namespace, or None when the namespace has none/is absent."""
+    import urllib3
     from kubernetes.client.rest import ApiException
 
+    from minikf.errors import MinikfError
     from minikf.kube.client import api_call
 
     try:
@@ -30,7 +32,12 @@ def _deployments(cluster, namespace: str) -> dict[str, tuple[int, int]] | None:
     except ApiException as exc:
         if exc.status == 404:
             return None
-        raise
+        raise MinikfError(f"listing deployments in namespace {namespace} on {cluster.server} answered "
+                          f"HTTP {exc.status} {exc.reason}" + ("; this user may not list deployments there"
+                                                               if exc.status == 403 else ""), 3) from None
+    except urllib3.exceptions.HTTPError as exc:
+        raise MinikfError(f"the Kubernetes API server at {cluster.server} stopped answering: "
+                          f"{type(exc).__name__}", 3) from None
     out = {}
     for item in doc.get("items", []):
         spec, status = item.get("spec") or {}, item.get("status") or {}
