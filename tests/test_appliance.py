@@ -375,3 +375,28 @@ def test_images_to_load_must_exist_locally(tmp_path):
         pytest.skip("no running Docker engine here")
     (check,) = preflight.check_images(tools, ["minikf/no-such-image:never"])
     assert not check.ok and check.detail == "not in the local engine" and "--load-image" in check.fix
+
+
+# --- the tools seam ----------------------------------------------------------------------------
+
+def test_tool_failures_and_timeouts_are_one_line():
+    tools = Tools()
+    with pytest.raises(MinikfError) as exc:
+        tools.run("sh", "-c", "echo progress; echo 'the real reason' >&2; exit 3")
+    expected = "`sh -c echo progress; echo 'the real reason' >&2; exit 3` failed (exit 3): the real reason"
+    assert exc.value.message == expected
+    with pytest.raises(MinikfError, match="`sleep 5` did not finish within"):
+        tools.run("sleep", "5", timeout_s=0.5)
+    assert not tools.run("false", check=False).ok
+    with pytest.raises(MinikfError, match="kind not found on PATH: install kind v0.27.0"):
+        Tools(path="/nonexistent").run("kind", "version")
+    assert parse_version("kind v0.27.0 go1.23.6 linux/amd64") == (0, 27, 0)
+    assert parse_version('GitVersion:"v1.20.2"') == (1, 20, 2) and parse_version("none") is None
+
+
+def test_gpu_node_setup_commands_are_valid_bash():
+    from minikf.appliance.kind import GPU_NODE_SETUP
+
+    for command in GPU_NODE_SETUP:
+        text = command.format(repo="https://mirror.example/libnvidia-container")
+        assert subprocess.run(["bash", "-n", "-c", text]).returncode == 0, text

@@ -21,9 +21,8 @@ GPU_NODE_SETUP = [
     "umount -R /proc/driver/nvidia || true",
     "apt-get update -qq && apt-get install -y -qq curl gpg",
     "curl -fsSL {repo}/gpgkey | gpg --dearmor --yes -o /usr/share/keyrings/nvidia-container-toolkit.gpg",
-    "echo 'deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit.gpg] {repo}/stable/deb/$(ARCH) /'"
-    " | sed \"s/\\$(ARCH)/$(dpkg --print-architecture)/\""
-    " > /etc/apt/sources.list.d/nvidia-container-toolkit.list",
+    "echo \"deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit.gpg] {repo}/stable/deb/"
+    "$(dpkg --print-architecture) /\" > /etc/apt/sources.list.d/nvidia-container-toolkit.list",
     "apt-get update -qq && apt-get install -y -qq nvidia-container-toolkit",
     "nvidia-ctk runtime configure --runtime=containerd --set-as-default --config-source=command",
     "systemctl restart containerd",
