@@ -139,6 +139,11 @@ def serve(
         raise MinikfError(f"--model {model}: no model here (expected model.pt and model.json)", exit_code=2)
     from minikf.workload.server import serve as run_server
 
+    if not token:  # secure by default: never an open endpoint
+        import secrets
+
+        token = secrets.token_urlsafe(32)
+        typer.echo(f"no --token given; requests need this bearer token (shown once): {token}", err=True)
     run_server(model, port, host=host, token=token)
 
 
