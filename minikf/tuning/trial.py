@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,37 +78,48 @@ def _epochs_done(metrics_file: Path) -> int:
     return text.count("\n")  # only complete lines: the worker writes one per epoch
 
 
+def watch_epochs(procs: list, out: Path, scorer: CheckpointScorer
+                 ) -> Iterator[tuple[int, dict[str, float]]]:
+    """(epoch, test scores) for each epoch the worker in `out` finishes, while it trains."""
+    scored = 0
+    while True:
+        finished = all(p.poll() is not None for p in procs)
+        for epoch in range(scored + 1, _epochs_done(out / "metrics.jsonl") + 1):
+            scored = epoch
+            yield epoch, scorer(out / "checkpoints" / f"epoch-{epoch}.pt")
+        if finished:
+            return
+        time.sleep(0.1)
+
+
+def train_argv(data_dir: Path, out: Path, params: dict) -> list[str]:
+    return [sys.executable, "-m", "minikf.workload.train_worker", "--data", str(data_dir),
+            "--out", str(out), "--epochs", str(params["epochs"]),
+            "--batch-size", str(params["batch_size"]), "--lr", repr(params["lr"])]
+
+
 def run_trial(trial: optuna.Trial, spec: TuningSpec, env: TrialEnv, scorer: CheckpointScorer,
               log) -> float:
     params = suggest(trial, spec)
     out = env.workdir / f"trial-{trial.number}"
     out.mkdir(parents=True)
-    argv = [sys.executable, "-m", "minikf.workload.train_worker", "--data", str(env.data_dir),
-            "--out", str(out), "--epochs", str(params["epochs"]),
-            "--batch-size", str(params["batch_size"]), "--lr", repr(params["lr"])]
+    argv = train_argv(env.data_dir, out, params)
     port = free_port()
     procs = [env.platform.launch(argv, worker_env(rank, spec.workers, port),
                                  env.logs / f"trial-{trial.number}-worker-{rank}.log", env.resources)
              for rank in range(spec.workers)]
     trial.set_user_attr("log", str(env.logs / f"trial-{trial.number}-worker-0.log"))
     log(f"trial {trial.number} started: {json.dumps(params)}")
-    metric, scored = spec.objective.metric, 0
-    value = float("nan")
-    while True:
-        finished = all(p.poll() is not None for p in procs)
-        for epoch in range(scored + 1, _epochs_done(out / "metrics.jsonl") + 1):
-            value = scorer(out / "checkpoints" / f"epoch-{epoch}.pt")[metric]
-            scored = epoch
-            trial.report(value, epoch)
-            trial.set_user_attr("epochs_run", epoch)
-            if epoch < params["epochs"] and trial.should_prune():  # the last one saves nothing
-                for proc in procs:
-                    kill_process_group(proc)
-                log(f"trial {trial.number} stopped early at epoch {epoch}: {metric}={value:.4f}")
-                raise optuna.TrialPruned(f"{metric}={value:.4f} at epoch {epoch}")
-        if finished:
-            break
-        time.sleep(0.1)
+    metric, scored, value = spec.objective.metric, 0, float("nan")
+    for epoch, scores in watch_epochs(procs, out, scorer):
+        scored, value = epoch, scores[metric]
+        trial.report(value, epoch)
+        trial.set_user_attr("epochs_run", epoch)
+        if epoch < params["epochs"] and trial.should_prune():  # the last one saves nothing
+            for proc in procs:
+                kill_process_group(proc)
+            log(f"trial {trial.number} stopped early at epoch {epoch}: {metric}={value:.4f}")
+            raise optuna.TrialPruned(f"{metric}={value:.4f} at epoch {epoch}")
     bad = [(rank, p.returncode) for rank, p in enumerate(procs) if p.returncode != 0]
     problem = ""
     if bad:
