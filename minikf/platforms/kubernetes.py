@@ -19,6 +19,7 @@ from typing import Any
 from minikf.errors import MinikfError
 from minikf.kube import resources as res
 from minikf.kube.client import Cluster, connect, missing_crds, require_permissions
+from minikf.steps.base import StepFailed
 
 POLL_S = 2.0
 # capability -> the CRDs that provide it (any one is enough); only capabilities whose steps
@@ -27,8 +28,8 @@ PROVIDERS = {"training": [res.PYTORCHJOB, res.TRAINJOB], "serving": [res.INFEREN
 ALSO_REPORTED = [res.EXPERIMENT, res.NOTEBOOK]
 
 
-class ClusterStepFailed(Exception):
-    """A cluster resource failed; the message says which and why (steps turn it into StepFailed)."""
+class ClusterStepFailed(StepFailed):
+    """A cluster resource failed; the message says which and why."""
 
 
 @dataclass
@@ -51,6 +52,7 @@ class KubernetesPlatform:
     namespace: str | None = None
     context: str | None = None
     image: str = field(default_factory=lambda: os.environ.get("MINIKF_RUNTIME_IMAGE", res.RUNTIME_IMAGE))
+    kfp_namespace: str = field(default_factory=lambda: os.environ.get("MINIKF_KFP_NAMESPACE", "kubeflow"))
     name: str = "kubernetes"
     cluster: Cluster | None = field(default=None, repr=False)
 
@@ -61,8 +63,11 @@ class KubernetesPlatform:
         everything = [c for crds in PROVIDERS.values() for c in crds] + ALSO_REPORTED
         absent = set(missing_crds(self.cluster, everything))
         self.crds = {c.name: c not in absent for c in everything}
-        self.capabilities = frozenset(cap for cap, crds in PROVIDERS.items()
-                                      if any(c not in absent for c in crds))
+        found = {cap for cap, crds in PROVIDERS.items() if any(c not in absent for c in crds)}
+        self.kfp = self._find_kfp()
+        if self.kfp.startswith("found"):
+            found.add("pipelines")
+        self.capabilities = frozenset(found)
         self.train_kind = "PyTorchJob" if res.PYTORCHJOB not in absent else "TrainJob"
 
     # -- the Platform interface ---------------------------------------------------------------
@@ -70,14 +75,34 @@ class KubernetesPlatform:
         return {"name": self.name, "capabilities": sorted(self.capabilities),
                 "server": self.cluster.server, "kubernetes": self.cluster.version,
                 "context": self.cluster.context, "namespace": self.namespace,
-                "crds": self.crds, "training_resource": self.train_kind, "image": self.image}
+                "crds": self.crds, "training_resource": self.train_kind, "image": self.image,
+                "kfp": self.kfp}
+
+    def _find_kfp(self) -> str:
+        """Whether a Kubeflow Pipelines API is there: MINIKF_KFP_HOST, or its pod in kfp_namespace."""
+        if os.environ.get("MINIKF_KFP_HOST"):
+            return f"found at {os.environ['MINIKF_KFP_HOST']} (MINIKF_KFP_HOST)"
+        from kubernetes.client.rest import ApiException
+
+        from minikf.kube.kfp_driver import KFP_SELECTOR
+
+        try:
+            pods = self._core().list_namespaced_pod(self.kfp_namespace, label_selector=KFP_SELECTOR,
+                                                    _request_timeout=self.cluster.timeout_s)
+        except ApiException as exc:
+            return f"not checked: listing pods in {self.kfp_namespace!r} gave HTTP {exc.status}"
+        if not pods.items:
+            return f"not found: no {KFP_SELECTOR} pod in namespace {self.kfp_namespace!r}"
+        return f"found: pod {pods.items[0].metadata.name} in namespace {self.kfp_namespace!r}"
 
     def missing(self, required: list[str]) -> list[str]:
         lacking = []
         for cap in required:
             if cap in self.capabilities:
                 continue
-            if cap in PROVIDERS:
+            if cap == "pipelines":
+                lacking.append(f"pipelines (Kubeflow Pipelines API {self.kfp})")
+            elif cap in PROVIDERS:
                 names = " or ".join(f"{c.name} ({c.component})" for c in PROVIDERS[cap])
                 lacking.append(f"{cap} (no {names} CRD on the cluster)")
             else:
@@ -85,9 +110,21 @@ class KubernetesPlatform:
         return lacking
 
     def launch(self, argv: list[str], env: dict[str, str], log_path, resources):
+        if "minikf.pipelines.run_local" in argv:
+            return self.launch_driver(argv, env, log_path, resources)
         raise ClusterStepFailed(
             f"this step starts a process ({' '.join(argv[:3])} ...), which the kubernetes platform "
             f"does not run on this host; it has no cluster form yet")
+
+    def launch_driver(self, argv: list[str], env: dict[str, str], log_path, resources):
+        """The pipeline step's driver: here minikf.kube.kfp_driver, which submits the compiled
+        pipeline to the cluster's KFP API with kfp.Client and waits for the run."""
+        at = argv.index("minikf.pipelines.run_local")
+        driver = [*argv[:at], "minikf.kube.kfp_driver", *argv[at + 1:]]
+        cluster_env = {"MINIKF_KUBECONFIG": self.cluster.kubeconfig, "MINIKF_NAMESPACE": self.namespace,
+                       "MINIKF_KUBE_CONTEXT": self.cluster.context,
+                       "MINIKF_KFP_NAMESPACE": self.kfp_namespace, "MINIKF_RUNTIME_IMAGE": self.image}
+        return resources.spawn(driver, log_path, env={**os.environ, **env, **cluster_env})
 
     # -- hooks the journey's steps call ----------------------------------------------------------
     def _custom(self):

@@ -1,0 +1,101 @@
+"""Run one of minikf's pipelines on a cluster's Kubeflow Pipelines API with kfp.Client.
+
+    python -m minikf.kube.kfp_driver NAME [--root IGNORED] --arguments JSON
+
+The same command line as minikf.pipelines.run_local (the pipeline step starts either one), and
+the same last line: a JSON object with `output` and `seconds`. The cluster comes from the
+environment the kubernetes platform sets: MINIKF_KUBECONFIG, MINIKF_KUBE_CONTEXT, MINIKF_NAMESPACE.
+The KFP API is reached at MINIKF_KFP_HOST when set (an ingress URL; MINIKF_KFP_TOKEN is sent as
+a bearer token if the ingress needs one), otherwise through a port-forward to the ml-pipeline
+pod in MINIKF_KFP_NAMESPACE (default kubeflow), which needs no ingress and no KFP auth.
+KFP's v2 run API does not return a pipeline's output parameters, so `output` is null here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+import time
+import warnings
+
+KFP_PORT = 8888
+KFP_SELECTOR = "app=ml-pipeline"
+
+
+def kfp_endpoint(cluster, kfp_namespace: str):
+    """(url, closer): MINIKF_KFP_HOST as given, else a port-forward to a Running ml-pipeline pod."""
+    host = os.environ.get("MINIKF_KFP_HOST")
+    if host:
+        return host.rstrip("/"), lambda: None
+    from kubernetes import client
+
+    from minikf.errors import MinikfError
+    from minikf.kube.portforward import PortForward
+
+    pods = client.CoreV1Api(cluster.api_client).list_namespaced_pod(
+        kfp_namespace, label_selector=KFP_SELECTOR, _request_timeout=30)
+    running = [p for p in pods.items if p.status and p.status.phase == "Running"]
+    if not running:
+        raise MinikfError(f"no Running Kubeflow Pipelines API pod ({KFP_SELECTOR}) in namespace "
+                          f"{kfp_namespace!r}; install KFP or set MINIKF_KFP_HOST", 4)
+    forward = PortForward(cluster.api_client, kfp_namespace, running[0].metadata.name, KFP_PORT)
+    return forward.start(), forward.close
+
+
+def main(argv: list[str] | None = None) -> int:
+    from minikf.errors import MinikfError
+    from minikf.kube.client import connect
+    from minikf.pipelines import PIPELINES
+    from minikf.pipelines.run_local import load_pipeline
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("name", choices=sorted(PIPELINES))
+    parser.add_argument("--root", default=None, help="ignored: the cluster's pipeline root is used")
+    parser.add_argument("--arguments", default="{}", help="pipeline arguments as JSON")
+    parser.add_argument("--timeout", type=float,
+                        default=float(os.environ.get("MINIKF_PIPELINE_TIMEOUT", "3600")))
+    args = parser.parse_args(argv)
+    namespace = os.environ.get("MINIKF_NAMESPACE", "default")
+    try:
+        closer = lambda: None  # noqa: E731
+        if not os.environ.get("MINIKF_KFP_HOST"):
+            cluster = connect(os.environ.get("MINIKF_KUBECONFIG"), os.environ.get("MINIKF_KUBE_CONTEXT"))
+        else:
+            cluster = None
+        host, closer = kfp_endpoint(cluster, os.environ.get("MINIKF_KFP_NAMESPACE", "kubeflow"))
+        warnings.simplefilter("ignore", FutureWarning)  # kfp.Client's notice about KFP versions
+        import kfp
+
+        client = kfp.Client(host=host, namespace=namespace,
+                            existing_token=os.environ.get("MINIKF_KFP_TOKEN") or None)
+        started = time.monotonic()
+        run = client.create_run_from_pipeline_func(
+            load_pipeline(args.name), arguments=json.loads(args.arguments),
+            run_name=f"minikf-{args.name}-{secrets.token_hex(3)}", experiment_name="minikf",
+            namespace=namespace)
+        print(f"submitted run {run.run_id} to {host}", flush=True)
+        done = client.wait_for_run_completion(run.run_id, timeout=args.timeout)
+        seconds = round(time.monotonic() - started, 3)
+    except MinikfError as exc:
+        print(f"error: {exc.message}", flush=True)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the step shows this line, not a traceback
+        print(f"error: the Kubeflow Pipelines API: {type(exc).__name__}: {exc}".splitlines()[0], flush=True)
+        return 2
+    finally:
+        closer()
+    state = str(done.state)
+    if state != "SUCCEEDED":
+        error = getattr(done, "error", None)
+        why = f": {error.message}" if error is not None and getattr(error, "message", None) else ""
+        print(f"run {run.run_id} finished with status FAILURE (state {state}{why})", flush=True)
+    print(json.dumps({"output": None, "seconds": seconds, "run_id": run.run_id, "state": state}),
+          flush=True)
+    return 0 if state == "SUCCEEDED" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
