@@ -139,3 +139,19 @@ def test_runs_errors_are_one_clear_line(tmp_path, db):
     assert "Traceback" not in unknown.stderr
     both = _cli("show", db=db)
     assert both.returncode == 2 and "give a RUN id or --model" in both.stderr
+
+
+def test_only_files_the_run_produced_are_hashed(write_scenario, local, tmp_path, db):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "big.bin").write_text("not this run's")
+    path = write_scenario(f"""name: outside
+steps:
+  - name: point
+    kind: command
+    args:
+      argv: [python, -c, "import json; print(json.dumps({{'cache_dir': '{outside}'}}))"]
+""")
+    result = run_scenario(load_scenario(path), local, tmp_path / "r")
+    with MetadataStore(db) as store:
+        assert store.get(result.run_id).artifacts == []

@@ -34,7 +34,13 @@ def hash_tree(root: Path) -> list[tuple[str, Path, str, int]]:
     """(name relative to root, path, sha256, size) for a file or every file under a folder."""
     if root.is_file():
         return [(root.name, root, sha256_file(root), root.stat().st_size)]
-    files = sorted(p for p in root.rglob("*") if p.is_file())[:MAX_FILES_PER_OUTPUT]
+    files: list[Path] = []
+    for folder, dirs, names in os.walk(root):
+        dirs.sort()
+        files += [Path(folder) / n for n in sorted(names) if (Path(folder) / n).is_file()]
+        if len(files) >= MAX_FILES_PER_OUTPUT:
+            break
+    files = files[:MAX_FILES_PER_OUTPUT]
     return [(str(p.relative_to(root)), p, sha256_file(p), p.stat().st_size) for p in files]
 
 
@@ -106,7 +112,9 @@ def _numeric(metrics: dict) -> dict[str, float]:
     return found
 
 
-def _artifacts(steps) -> list[Artifact]:
+def _artifacts(steps, produced_in: list[Path]) -> list[Artifact]:
+    """Files the run produced: step outputs named *_dir/_path/_file under its work or results dir
+    (a step may name any folder, e.g. a server's root; those are not the run's to hash)."""
     found: list[Artifact] = []
     for step in steps:
         if step.status != "passed":
@@ -114,8 +122,8 @@ def _artifacts(steps) -> list[Artifact]:
         for key, value in step.outputs.items():
             if not (isinstance(value, str) and key.endswith(("_dir", "_path", "_file"))):
                 continue
-            path = Path(value)
-            if not path.exists():
+            path = Path(value).resolve()
+            if not path.exists() or not any(path.is_relative_to(p) for p in produced_in):
                 continue
             kind = artifact_kind(key)
             found += [Artifact(step.name, kind, f"{key}/{name}", str(p), sha, size)
@@ -176,7 +184,8 @@ def _collect(run, scenario, lookup, results_dir: Path) -> Lineage:
         image=_image(run.platform_info), versions=run.versions, params=params,
     )
     try:
-        record.artifacts = _artifacts(run.steps)
+        record.artifacts = _artifacts(run.steps, [Path(lookup.workdir).resolve(),
+                                                  Path(results_dir).resolve()])
     except OSError as exc:
         record.message = f"artifacts not fully recorded: {exc}"
     return Lineage(record, default_db_path())
