@@ -167,3 +167,22 @@ def test_job_entry_trains_and_hands_the_model_back_in_its_log(tmp_path):
     out = res.unpack_from_log(proc.stdout, tmp_path / "back")
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
     load_model(out / "model")
+
+
+def test_katib_experiment_of_the_tuning_scenario_passes_the_katib_sdk():
+    """minikf/tuning/katib.py (the tuning area's builder) checked with the same strict round trip:
+    the Experiment through kubeflow's Katib API models, its Job trial template through V1Job."""
+    import kubeflow_katib_api.models as katib
+    import yaml
+
+    from minikf.tuning.katib import experiment
+    from minikf.tuning.spec import parse_spec
+
+    raw = yaml.safe_load((Path(__file__).parent.parent / "scenarios" / "tuning.yaml").read_text())
+    spec_raw = next(s for s in raw["steps"] if s["kind"] == "tune")["args"]["spec"]
+    spec_raw.update(max_trials=6, parallel_trials=2)  # ${params.*} in the file
+    obj = experiment(parse_spec(spec_raw), "fm-tune", "team", res.RUNTIME_IMAGE, "/data")
+    model = res.check_pydantic(obj, katib.V1beta1Experiment)
+    assert model.spec.objective.objective_metric_name == "accuracy"
+    assert {p.name for p in model.spec.parameters} == {"lr", "batch_size", "epochs"}
+    res.check_openapi(obj["spec"]["trialTemplate"]["trialSpec"], "V1Job")
