@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -18,3 +19,10 @@ def write_scenario(tmp_path: Path):
 @pytest.fixture
 def local() -> LocalPlatform:
     return LocalPlatform()
+
+
+@pytest.fixture(autouse=True)
+def _lineage_store_in_tmp(tmp_path_factory, monkeypatch):
+    """Runs made by tests record lineage in a throwaway store, not the user's ~/.minikf."""
+    if "MINIKF_METADATA_DB" not in os.environ:
+        monkeypatch.setenv("MINIKF_METADATA_DB", str(tmp_path_factory.getbasetemp() / "metadata.db"))
