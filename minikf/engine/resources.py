@@ -52,10 +52,20 @@ def kill_process_group(proc: subprocess.Popen, grace: float = 3.0) -> None:
         pass
 
 
+def stop_handle(handle, grace: float = 3.0) -> None:
+    """Stop what a platform launched: its own stop() (e.g. a container), else its process group."""
+    stop = getattr(handle, "stop", None)
+    if callable(stop):
+        stop(grace)
+    else:
+        kill_process_group(handle, grace)
+
+
 @dataclass
 class Resources:
     """Process groups, temp dirs and extra cleanup callbacks owned by one run."""
 
+    run_id: str = ""  # platforms label what they create with it (docker: minikf.run=<run_id>)
     processes: list[subprocess.Popen] = field(default_factory=list)
     temp_dirs: list[Path] = field(default_factory=list)
     callbacks: list = field(default_factory=list)

@@ -159,7 +159,7 @@ def run_scenario(
         write_all(run, results_dir)
         return run
 
-    resources = Resources()
+    resources = Resources(run_id=run.run_id)
     workdir = resources.add_temp_dir(Path(tempfile.mkdtemp(prefix=f"minikf-{run.run_id}-")))
     base = {"workdir": workdir, "resources": resources, "platform": platform,
             "logs": results_dir / "logs", "results": results_dir, "progress": progress}

@@ -24,6 +24,7 @@ from minikf.images import engine, wheelhouse
 from minikf.images.base import CACHE, ensure_base_image
 
 NAMES = ("deps", "runtime", "server")
+WORKLOAD = "minikf/workload"  # the code containers run; the platform checks its hash
 
 
 @dataclass
@@ -71,6 +72,23 @@ def _image_id(cli, ref: str, pull: bool = False) -> str:
     except docker.errors.DockerException as exc:
         raise MinikfError(f"base image {ref!r} is not here and could not be pulled: "
                           f"{str(exc).splitlines()[0][:200]}", 2) from None
+
+
+def image_python(cli, ref: str) -> str:
+    """The python3 version inside an image (3.11.2 on bookworm), asked in a throwaway container."""
+    import docker
+
+    try:
+        out = cli.containers.run(ref, ["python3", "-c", "import platform; print(platform.python_version())"],
+                                 remove=True, network_mode="none", labels={engine.OWNER_LABEL: "1"})
+    except docker.errors.ContainerError as exc:
+        raise MinikfError(f"base image {ref} has no usable python3 (needs 3.11 with venv): {exc}", 2) \
+            from None
+    version = out.decode().strip()
+    if not version.startswith("3.11."):
+        raise MinikfError(f"base image {ref} has Python {version}; the wheels are cp311: use a base "
+                          "with Python 3.11 (Debian bookworm)", 2)
+    return version
 
 
 def _docker_build(cli, context: Path, tag: str, buildargs: dict, log: Path) -> None:
@@ -127,14 +145,14 @@ def build_all(base: str | None = None, say: Callable[[str], None] = print) -> li
 
     try:
         base_id = _image_id(cli, base_ref, pull=base is not None)
-        requirements = wheelhouse.pinned_requirements()
+        wheels = CACHE / "wheelhouse"
+        requirements = wheelhouse.fill(wheels, wheelhouse.pinned_requirements(),
+                                       image_python(cli, base_ref), say=say)
         req_text = "\n".join(requirements) + "\n"
 
         @contextmanager
         def deps_context(ctx: Path):
             (ctx / "requirements.txt").write_text(req_text)
-            wheels = CACHE / "wheelhouse"
-            wheelhouse.fill(wheels, requirements, say=say)
             with serve_directory(wheels) as url:
                 yield {"WHEELS_URL": url}
 
@@ -150,7 +168,8 @@ def build_all(base: str | None = None, say: Callable[[str], None] = print) -> li
 
         deps_tag = results[-1].tag
         runtime_id = step("runtime", deps_id, (source,), runtime_context,
-                          {"DEPS": deps_tag, "SOURCE_HASH": source})
+                          {"DEPS": deps_tag, "SOURCE_HASH": source,
+                           "WORKLOAD_HASH": wheelhouse.source_hash(root, WORKLOAD)})
 
         @contextmanager
         def nothing(ctx: Path):

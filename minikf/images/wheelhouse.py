@@ -8,6 +8,8 @@ Bookworm's python3 is 3.11 like this host's, so cp311 wheels fit.
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from minikf.errors import MinikfError
@@ -56,20 +59,56 @@ def _have(wheel_dir: Path) -> set[str]:
     return names
 
 
-def fill(wheel_dir: Path, requirements: list[str], say=print) -> None:
-    """Put a wheel for each pin into wheel_dir; pins already there are not fetched again."""
+def _requires_python(requirement: str) -> str:
+    name = requirement.split("==")[0]
+    return metadata.distribution(name).metadata.get("Requires-Python") or ""
+
+
+def _download_for(python: str, name: str, wheel_dir: Path) -> str:
+    """The newest wheel of `name` that supports `python` (an older release than the host's)."""
+    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                           "--python-version", python, "-d", str(wheel_dir), name],
+                          capture_output=True, text=True)
+    found = re.findall(r"(?:Saved|File was already downloaded) (\S+\.whl)", proc.stdout)
+    if proc.returncode != 0 or not found:
+        raise MinikfError(f"no wheel of {name} for the image's Python {python}: "
+                          f"{proc.stderr.strip()[-400:]}")
+    wheel_name, version, _, _ = parse_wheel_filename(Path(found[-1]).name)
+    return f"{wheel_name}=={version}"
+
+
+def fill(wheel_dir: Path, requirements: list[str], python: str, say=print) -> list[str]:
+    """Put a wheel for each pin into wheel_dir and return the pins the image installs.
+
+    A pin whose Requires-Python excludes the image's Python (bookworm has 3.11.2, the host
+    may have a later 3.11) is replaced by the newest release that supports it. Wheels
+    already there are not fetched again.
+    """
     wheel_dir.mkdir(parents=True, exist_ok=True)
+    memo_path = wheel_dir / f"substitutes-{python}.json"
+    memo = json.loads(memo_path.read_text()) if memo_path.exists() else {}
+    pins = []
+    for req in requirements:
+        spec = _requires_python(req)
+        if spec and not SpecifierSet(spec).contains(python, prereleases=True):
+            if req not in memo:
+                memo[req] = _download_for(python, req.split("==")[0], wheel_dir)
+                say(f"{req} needs Python {spec}: using {memo[req]} for the image's {python}")
+            pins.append(memo[req])
+        else:
+            pins.append(req)
+    memo_path.write_text(json.dumps(memo, indent=1))
     have = {canonicalize_name(r.split("==")[0]) + "==" + r.split("==")[1] for r in _have(wheel_dir)}
-    want = [r for r in requirements
+    want = [r for r in pins
             if canonicalize_name(r.split("==")[0]) + "==" + r.split("==")[1] not in have]
-    if not want:
-        return
-    say(f"pip wheel: {len(want)} of {len(requirements)} wheels into {wheel_dir}")
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheel_dir),
-                           *want], capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-8:])
-        raise MinikfError(f"pip wheel for the image's wheelhouse failed:\n{tail}")
+    if want:
+        say(f"pip wheel: {len(want)} of {len(pins)} wheels into {wheel_dir}")
+        proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
+                               str(wheel_dir), *want], capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stderr.strip().splitlines()[-8:])
+            raise MinikfError(f"pip wheel for the image's wheelhouse failed:\n{tail}")
+    return pins
 
 
 def source_files(root: Path) -> list[Path]:
@@ -79,9 +118,12 @@ def source_files(root: Path) -> list[Path]:
     return sorted(files + [root / "pyproject.toml"])
 
 
-def source_hash(root: Path) -> str:
+def source_hash(root: Path, under: str = "") -> str:
+    """Hash of the wheel's files, or only of those under e.g. "minikf/workload"."""
     digest = hashlib.sha256()
     for path in source_files(root):
+        if under and not path.relative_to(root).as_posix().startswith(under + "/"):
+            continue
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:12]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import time
 
@@ -29,7 +30,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from kfp import local
 
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=args.root)
+    runner = local.SubprocessRunner(use_venv=False)
+    if os.environ.get("MINIKF_KFP_RUNNER") == "docker":  # set by the docker platform
+        from minikf.platforms.docker import kfp_docker_runner
+
+        runner = kfp_docker_runner(json.loads(args.arguments))
+    local.init(runner=runner, pipeline_root=args.root)
     started = time.monotonic()
     try:
         task = load_pipeline(args.name)(**json.loads(args.arguments))

@@ -47,7 +47,9 @@ def run(ctx: StepContext) -> StepOutcome:
                          f"got {expect_status!r}")
     argv = [sys.executable, "-m", "minikf.pipelines.run_local", name,
             "--root", str(ctx.workdir / "pipeline-root"), "--arguments", json.dumps(arguments)]
-    proc = ctx.platform.launch(argv, {}, ctx.log_path, ctx.resources)
+    # The driver runs where the platform says (docker: on this host, tasks in containers).
+    launch = getattr(ctx.platform, "launch_driver", ctx.platform.launch)
+    proc = launch(argv, {}, ctx.log_path, ctx.resources)
     code = proc.wait()
     text = ctx.log_path.read_text(errors="replace")
     result = last_json_line(text)

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from minikf.engine.resources import free_port, kill_process_group
+from minikf.engine.resources import free_port, stop_handle
 from minikf.steps.base import StepContext, StepFailed, StepOutcome
 from minikf.workload.contract import worker_env
 
@@ -44,7 +44,7 @@ def _monitor(ctx: StepContext, procs: list) -> None:
             pending.remove((rank, log, proc))
             if code != 0:
                 for _, _, other in procs:  # only this job's workers, not the run's servers
-                    kill_process_group(other)
+                    stop_handle(other)
                 raise StepFailed(f"worker {rank} exited with {_describe_exit(code)} (see {log})")
         time.sleep(0.1)
 

@@ -1,0 +1,265 @@
+"""The docker platform: each workload (training worker, model server, pipeline task) is a
+container on the local Docker Engine, from the images minikf builds (images/).
+
+Containers use host networking, so workers meet at MASTER_ADDR=127.0.0.1 exactly as on the
+local platform and the model server binds 127.0.0.1 only. The run's work dir is
+bind-mounted at the same path, and containers run as the caller's uid:gid so what they
+write belongs to the caller. Everything carries the label minikf.run=<run id>: the run's
+cleanup removes it, also on failure and Ctrl-C, and `minikf clean` removes what a crashed
+run left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from minikf.errors import MinikfError
+from minikf.images import engine
+from minikf.images.build import WORKLOAD
+
+RUNTIME = "minikf/runtime:latest"
+SERVER = "minikf/server:latest"
+_SERVER_MODULE = "minikf.workload.server"
+
+
+def _run_id(resources) -> str:
+    """The run's id (Resources.run_id); a fresh one for a Resources made outside the engine."""
+    run_id = getattr(resources, "run_id", "") or ""
+    if not run_id:
+        run_id = getattr(resources, "_docker_run_id", "") or uuid.uuid4().hex[:12]
+        resources._docker_run_id = run_id
+    return run_id
+
+
+def _host_paths(argv: list[str]) -> list[str]:
+    """Absolute paths named on the command line (also inside --opt=PATH and a,b lists)."""
+    found = []
+    for token in argv:
+        for part in re.split(r"[=,]", token):
+            if part.startswith("/") and Path(part).exists():
+                found.append(part)
+    return found
+
+
+def mounts_for(paths: list[str], read_only: bool = False) -> list:
+    """Bind mounts at the same path; a path under a run's work dir mounts that whole dir."""
+    from docker.types import Mount
+
+    tmp = Path(tempfile.gettempdir()).resolve()
+    chosen: set[Path] = set()
+    for raw in paths:
+        path = Path(raw).resolve()
+        rel = path.relative_to(tmp).parts if path.is_relative_to(tmp) else ()
+        if rel and rel[0].startswith("minikf-"):
+            path = tmp / rel[0]  # the run's work dir: outputs land beside the inputs
+        chosen.add(path)
+    top = [p for p in chosen if not any(p != q and p.is_relative_to(q) for q in chosen)]
+    return [Mount(target=str(p), source=str(p), type="bind", read_only=read_only) for p in sorted(top)]
+
+
+@dataclass
+class ContainerHandle:
+    """A container that looks like a subprocess.Popen to the steps: poll(), wait(), returncode."""
+
+    container: object
+    log_path: Path
+    returncode: int | None = None
+    _logger: threading.Thread | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self._logger = threading.Thread(target=self._copy_logs, daemon=True)
+        self._logger.start()
+
+    @property
+    def pid(self) -> str:
+        return self.container.short_id
+
+    def _copy_logs(self) -> None:
+        import docker
+
+        try:
+            with open(self.log_path, "ab") as out:
+                for chunk in self.container.logs(stream=True, follow=True):
+                    out.write(chunk)
+                    out.flush()
+        except docker.errors.DockerException:
+            return  # removed while streaming: stop() already took over
+
+    def poll(self) -> int | None:
+        import docker
+
+        if self.returncode is not None:
+            return self.returncode
+        try:
+            self.container.reload()
+        except docker.errors.NotFound:
+            self.returncode = -9 if self.returncode is None else self.returncode
+            return self.returncode
+        if self.container.status in ("exited", "dead"):
+            self.returncode = int(self.container.attrs["State"]["ExitCode"])
+            self._logger.join(5)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"container {self.pid} still running after {timeout}s")
+            time.sleep(0.2)
+        return self.returncode
+
+    def stop(self, grace: float = 3.0) -> None:
+        """SIGTERM, SIGKILL after `grace` seconds, then remove the container."""
+        import docker
+
+        try:
+            self.container.stop(timeout=int(grace))
+            self.poll()
+            self.container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        if self.returncode is None:
+            self.returncode = -15
+
+
+@dataclass
+class DockerPlatform:
+    name: str = "docker"
+    # Only what is implemented and tested on this platform: see tests/test_docker_platform.py
+    # and e2e/test_docker_journey.py.
+    capabilities: frozenset[str] = field(
+        default_factory=lambda: frozenset({"pipelines", "training", "serving"}))
+    runtime_image: str = RUNTIME
+    server_image: str = SERVER
+
+    def __post_init__(self) -> None:
+        self._client = engine.client()  # no engine, no permission: one clear MinikfError here
+        self._cleaned: set[str] = set()
+        self._lock = threading.Lock()
+        self._checked = False
+
+    def describe(self) -> dict:
+        info = self._client.version()
+        return {"name": self.name, "capabilities": sorted(self.capabilities),
+                "docker": info.get("Version"), "runtime_image": self._image_id(self.runtime_image),
+                "server_image": self._image_id(self.server_image), "python": sys.version.split()[0]}
+
+    def missing(self, required: list[str]) -> list[str]:
+        return sorted(set(required) - self.capabilities)
+
+    def _image_id(self, ref: str) -> str | None:
+        import docker
+
+        try:
+            return self._client.images.get(ref).short_id
+        except docker.errors.ImageNotFound:
+            return None
+
+    def check_images(self) -> None:
+        """The images exist and were built from this source; else the command that fixes it."""
+        import docker
+
+        from minikf.images import wheelhouse
+
+        if self._checked:
+            return
+        for ref in (self.runtime_image, self.server_image):
+            try:
+                image = self._client.images.get(ref)
+            except docker.errors.ImageNotFound:
+                raise MinikfError(f"image {ref} is not built: run `minikf images build`", 2) from None
+        try:  # only the workload code runs in containers; other edits do not make them stale
+            here = wheelhouse.source_hash(wheelhouse.project_root(), WORKLOAD)
+        except MinikfError:
+            here = None  # installed without a source checkout: nothing to compare with
+        built = (image.labels or {}).get("minikf.workload")
+        if here and built != here and self.runtime_image == RUNTIME:
+            raise MinikfError(f"{ref} holds other minikf workload code ({built}, here {here}): "
+                              "run `minikf images build`", 2)
+        self._checked = True
+
+    def _track(self, resources, run_id: str) -> None:
+        """Once per run: remove all of the run's containers and networks at its cleanup."""
+        with self._lock:
+            if run_id in self._cleaned:
+                return
+            self._cleaned.add(run_id)
+        resources.on_cleanup(lambda: _raise_problems(remove_labelled(self._client, run_id)))
+
+    def launch(self, argv: list[str], env: dict[str, str], log_path, resources) -> ContainerHandle:
+        """Run argv in a container (server image for the model server, else the runtime image)."""
+        self.check_images()
+        run_id = _run_id(resources)
+        self._track(resources, run_id)
+        command = list(argv)
+        if command and (command[0] == sys.executable or Path(command[0]).name.startswith("python")):
+            command[0] = "python3"  # the image's venv python
+        image = self.server_image if _SERVER_MODULE in command else self.runtime_image
+        log_path = Path(log_path)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        container = self._client.containers.run(
+            image, command, detach=True, environment=dict(env), network_mode="host",
+            mounts=mounts_for(_host_paths(command)), user=f"{os.getuid()}:{os.getgid()}",
+            labels={engine.RUN_LABEL: run_id, engine.OWNER_LABEL: "1"},
+            name=f"minikf-{run_id}-{uuid.uuid4().hex[:6]}", init=True,
+        )
+        return ContainerHandle(container, log_path)
+
+    def launch_driver(self, argv: list[str], env: dict[str, str], log_path, resources):
+        """The pipeline driver runs on this host; it hands each task to kfp.local.DockerRunner."""
+        self.check_images()
+        run_id = _run_id(resources)
+        self._track(resources, run_id)
+        image = self._client.images.get(self.runtime_image).tags
+        content = next((t for t in image if not t.endswith(":latest")), self.runtime_image)
+        return resources.spawn(argv, Path(log_path), env={
+            **os.environ, **env, "MINIKF_KFP_RUNNER": "docker", "MINIKF_RUN_ID": run_id,
+            "MINIKF_RUNTIME_IMAGE": content})
+
+
+def kfp_docker_runner(arguments: dict):
+    """kfp.local.DockerRunner for a run: labelled, host network, caller's uid, inputs mounted.
+
+    DockerRunner mounts the pipeline root only; the host paths named in the pipeline's
+    arguments (e.g. a local mirror of the data set) are mounted read-only at the same path.
+    """
+    from kfp import local
+
+    paths = [p for v in arguments.values() if isinstance(v, str) for p in _host_paths([v])]
+    run_id = os.environ.get("MINIKF_RUN_ID", "")
+    return local.DockerRunner(
+        labels={engine.RUN_LABEL: run_id, engine.OWNER_LABEL: "1"}, network_mode="host",
+        user=f"{os.getuid()}:{os.getgid()}", mounts=mounts_for(paths, read_only=True), init=True)
+
+
+def _raise_problems(problems: list[str]) -> None:
+    if problems:
+        raise RuntimeError("; ".join(problems))
+
+
+def remove_labelled(client, run_id: str | None = None) -> list[str]:
+    """Remove the containers, networks and volumes of one run (or of every run); return problems."""
+    import docker
+
+    label = f"{engine.RUN_LABEL}={run_id}" if run_id else engine.RUN_LABEL
+    problems = []
+    for kind in ("containers", "networks", "volumes"):
+        collection = getattr(client, kind)
+        listing = collection.list(all=True, filters={"label": label}) if kind == "containers" \
+            else collection.list(filters={"label": label})
+        for obj in listing:
+            try:
+                obj.remove(force=True) if kind != "networks" else obj.remove()
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.DockerException as exc:
+                problems.append(f"could not remove {kind[:-1]} {getattr(obj, 'name', obj)}: {exc}")
+    return problems
