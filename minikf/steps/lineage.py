@@ -59,7 +59,8 @@ def run(ctx: StepContext) -> StepOutcome:
         results = home / f"run-{i}"
         flags = [arg for k, v in params.items() for arg in ("--param", f"{k}={json.dumps(v)}")]
         ctx.status(f"training run {i + 1} of {len(param_sets)}")
-        _cli(ctx, ["run", scenario, "--results", str(results), *flags], env,
+        _cli(ctx, ["run", scenario, "--platform", ctx.platform.name, "--results", str(results),
+                   *flags], env,
              ctx.log_path.with_name(f"{ctx.name}-run-{i}.log"))
         run_id = json.loads((results / "results.json").read_text())["run_id"]
         run_ids.append(run_id)
