@@ -22,7 +22,11 @@ from minikf.kube.client import Crd, Permission
 
 RUNTIME_IMAGE = os.environ.get("MINIKF_RUNTIME_IMAGE", "minikf/runtime:latest")
 MODEL_PORT = 8080
-CONFIGMAP_LIMIT = 1_000_000  # the API server refuses ConfigMaps over 1 MiB; keep a margin
+# The API server refuses a ConfigMap whose data adds up to over 1 MiB (binaryData counted decoded);
+# keep a margin. The journey's model (~0.83 MB) and the bundled sample (~0.38 MB) fit.
+CONFIGMAP_LIMIT = 1_000_000
+# Images loaded into kind (`kind load docker-image`) are not in a registry: never force a pull.
+PULL_POLICY = "IfNotPresent"
 
 PYTORCHJOB = Crd("kubeflow.org", "v1", "pytorchjobs", "Kubeflow Training Operator")
 TRAINJOB = Crd("trainer.kubeflow.org", "v1alpha1", "trainjobs", "Kubeflow Trainer")
@@ -182,7 +186,7 @@ def _container(name: str, spec: TrainSpec, command: list[str]) -> dict:
     if spec.gpus:
         limits["nvidia.com/gpu"] = str(spec.gpus)
     container: dict[str, Any] = {
-        "name": name, "image": spec.image, "command": command,
+        "name": name, "image": spec.image, "imagePullPolicy": PULL_POLICY, "command": command,
         "env": [{"name": k, "value": v} for k, v in sorted(spec.env.items())],
         "resources": {"limits": limits, "requests": {"cpu": spec.cpu, "memory": spec.memory}},
     }
@@ -315,7 +319,7 @@ def inference_service(spec: ServeSpec) -> dict:
     ConfigMap, the token from a Secret, and every request needs the token as on local.
     """
     container = {
-        "name": "kserve-container", "image": spec.image,
+        "name": "kserve-container", "image": spec.image, "imagePullPolicy": PULL_POLICY,
         "command": ["python", "-m", "minikf.workload.server", "--model-dir", MODEL_MOUNT,
                     "--port", str(MODEL_PORT), "--host", "0.0.0.0"],  # inside the pod only
         "env": [{"name": "MINIKF_SERVE_TOKEN",
