@@ -11,6 +11,7 @@ run left behind.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -47,6 +48,27 @@ def _host_paths(argv: list[str]) -> list[str]:
             if part.startswith("/") and Path(part).exists():
                 found.append(part)
     return found
+
+
+def resolve_paths(text: str) -> str:
+    """Existing absolute paths in `text` (alone, after `=`, or in a comma list) made real.
+
+    A container sees only the mounted directories, so `/a/scenarios/../data` (or a path
+    through a symlink) must become the real `/a/data` that is mounted.
+    """
+    parts = re.split(r"([=,])", text)
+    return "".join(os.path.realpath(p) if p.startswith("/") and Path(p).exists() else p for p in parts)
+
+
+def _resolve_json_arguments(argv: list[str]) -> list[str]:
+    """The pipeline driver's `--arguments JSON` with its host paths made real."""
+    out = list(argv)
+    for i, token in enumerate(out[:-1]):
+        if token == "--arguments":
+            args = json.loads(out[i + 1])
+            out[i + 1] = json.dumps({k: resolve_paths(v) if isinstance(v, str) else v
+                                     for k, v in args.items()})
+    return out
 
 
 def mounts_for(paths: list[str], read_only: bool = False) -> list:
@@ -199,7 +221,7 @@ class DockerPlatform:
         self.check_images()
         run_id = _run_id(resources)
         self._track(resources, run_id)
-        command = list(argv)
+        command = [resolve_paths(token) for token in argv]
         if command and (command[0] == sys.executable or Path(command[0]).name.startswith("python")):
             command[0] = "python3"  # the image's venv python
         image = self.server_image if _SERVER_MODULE in command else self.runtime_image
@@ -220,7 +242,7 @@ class DockerPlatform:
         self._track(resources, run_id)
         image = self._client.images.get(self.runtime_image).tags
         content = next((t for t in image if not t.endswith(":latest")), self.runtime_image)
-        return resources.spawn(argv, Path(log_path), env={
+        return resources.spawn(_resolve_json_arguments(argv), Path(log_path), env={
             **os.environ, **env, "MINIKF_KFP_RUNNER": "docker", "MINIKF_RUN_ID": run_id,
             "MINIKF_RUNTIME_IMAGE": content})
 
