@@ -32,6 +32,7 @@ class FakeKfp:
         self.final_state = final_state
         self.runs: dict[str, dict] = {}
         self.experiments: list[dict] = []
+        self.users: set[str | None] = set()
 
     def __enter__(self) -> FakeKfp:
         state = self
@@ -62,6 +63,7 @@ class FakeKfp:
                 return self._send(404, {"error": "not found", "code": 5})
 
             def do_POST(self) -> None:  # noqa: N802
+                state.users.add(self.headers.get("kubeflow-userid"))
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"] or 0)) or b"{}")
                 if self.path == "/apis/v2beta1/experiments":
                     experiment = {**body, "experiment_id": uuid.uuid4().hex}
@@ -99,8 +101,10 @@ def _compiled(name: str, tmp_path) -> dict:
 
 def test_the_compiled_pipeline_is_submitted_and_waited_for(tmp_path):
     with FakeKfp() as kfp_api:
-        proc = _driver({"MINIKF_KFP_HOST": kfp_api.url, "MINIKF_NAMESPACE": "team", "HOME": str(tmp_path)},
-                       "basics-sequential", "--root", "ignored", "--arguments", '{"a": 3, "b": 4, "c": 5}')
+        env = {"MINIKF_KFP_HOST": kfp_api.url, "MINIKF_NAMESPACE": "team", "HOME": str(tmp_path),
+               "MINIKF_KFP_USER": "user@example.com"}
+        proc = _driver(env, "basics-sequential", "--root", "ignored",
+                       "--arguments", '{"a": 3, "b": 4, "c": 5}')
     assert proc.returncode == 0, proc.stdout + proc.stderr
     last = json.loads(proc.stdout.strip().splitlines()[-1])
     assert last["state"] == "SUCCEEDED" and last["output"] is None and last["seconds"] >= 0
@@ -109,6 +113,7 @@ def test_the_compiled_pipeline_is_submitted_and_waited_for(tmp_path):
     assert run["display_name"].startswith("minikf-basics-sequential-")
     assert kfp_api.experiments[0]["display_name"] == "minikf"
     assert kfp_api.experiments[0]["namespace"] == "team"
+    assert kfp_api.users == {"user@example.com"}  # multi-user KFP's identity header
     ir = _compiled("basics-sequential", tmp_path)
     assert run["pipeline_spec"]["pipelineInfo"] == ir["pipelineInfo"]
     assert run["pipeline_spec"]["root"] == ir["root"]

@@ -8,6 +8,9 @@ environment the kubernetes platform sets: MINIKF_KUBECONFIG, MINIKF_KUBE_CONTEXT
 The KFP API is reached at MINIKF_KFP_HOST when set (an ingress URL; MINIKF_KFP_TOKEN is sent as
 a bearer token if the ingress needs one), otherwise through a port-forward to the ml-pipeline
 pod in MINIKF_KFP_NAMESPACE (default kubeflow), which needs no ingress and no KFP auth.
+Multi-user Kubeflow (the full manifests) wants the user's identity on direct API calls: set
+MINIKF_KFP_USER (e.g. user@example.com) to send it as the `kubeflow-userid` header, and
+--namespace to that user's profile namespace.
 KFP's v2 run API does not return a pipeline's output parameters, so `output` is null here.
 """
 
@@ -71,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
 
         client = kfp.Client(host=host, namespace=namespace,
                             existing_token=os.environ.get("MINIKF_KFP_TOKEN") or None)
+        if os.environ.get("MINIKF_KFP_USER"):  # one ApiClient is shared by all of kfp.Client's APIs
+            client._run_api.api_client.set_default_header("kubeflow-userid", os.environ["MINIKF_KFP_USER"])
         started = time.monotonic()
         run = client.create_run_from_pipeline_func(
             load_pipeline(args.name), arguments=json.loads(args.arguments),
