@@ -28,11 +28,12 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 CACHE = Path(os.environ.get("MINIKF_CACHE", Path.home() / ".cache" / "minikf"))
 
 
-def debian_mirror() -> str:
+def debian_mirror(sources: list[Path] | None = None) -> str:
     """MINIKF_DEBIAN_MIRROR, else the first non-security Debian URI apt is configured with."""
     if os.environ.get("MINIKF_DEBIAN_MIRROR"):
         return os.environ["MINIKF_DEBIAN_MIRROR"].rstrip("/")
-    sources = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    if sources is None:
+        sources = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
     for path in sources:
         if not path.is_file() or path.suffix not in ("", ".list", ".sources"):
             continue

@@ -112,13 +112,15 @@ def _tag_latest(cli, tag: str) -> None:
     cli.images.get(tag).tag(repo, "latest")
 
 
-def build_all(base: str | None = None, say: Callable[[str], None] = print) -> list[Built]:
-    """Build (or find) deps, runtime and server; `base` is an image ref, None for the rootfs base."""
+def build_all(base: str | None = None, say: Callable[[str], None] = print,
+              mirror: str | None = None) -> list[Built]:
+    """Build (or find) deps, runtime and server; `base` is an image ref, None for the rootfs base
+    (debootstrap from `mirror`)."""
     import docker
 
     root = wheelhouse.project_root()
     images_dir = root / "images"
-    base_ref = base or ensure_base_image(say=say)
+    base_ref = base or ensure_base_image(mirror=mirror, say=say)
     cli = engine.client()
     logs = CACHE / "build-logs"
     logs.mkdir(parents=True, exist_ok=True)

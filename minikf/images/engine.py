@@ -20,9 +20,10 @@ def _explain(exc: Exception) -> str:
     if "Permission denied" in text or "PermissionError" in text:
         return (f"no permission to use the Docker Engine at {host or _SOCKET}: add your user to the "
                 "'docker' group (sudo usermod -aG docker $USER, then log in again) or run as root")
-    if not host and not _SOCKET.exists():
-        return ("no Docker Engine found (no /var/run/docker.sock): install one (Debian: "
-                "sudo apt-get install docker.io) and start it (sudo systemctl start docker, or dockerd)")
+    if (not host and not _SOCKET.exists()) or "No such file or directory" in text \
+            or "Connection refused" in text:
+        return (f"no Docker Engine at {host or _SOCKET}: install one (Debian: sudo apt-get install "
+                "docker.io) and start it (sudo systemctl start docker, or sudo dockerd)")
     return f"cannot reach the Docker Engine at {host or _SOCKET}: {text.splitlines()[0][:200]}"
 
 

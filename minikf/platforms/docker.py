@@ -267,6 +267,16 @@ def _raise_problems(problems: list[str]) -> None:
         raise RuntimeError("; ".join(problems))
 
 
+def leftovers(client, run_id: str | None = None) -> list[str]:
+    """`kind name (run id)` for each container, network and volume a run left."""
+    label = f"{engine.RUN_LABEL}={run_id}" if run_id else engine.RUN_LABEL
+    found = [f"container {c.name} ({c.labels.get(engine.RUN_LABEL)})"
+             for c in client.containers.list(all=True, filters={"label": label})]
+    found += [f"network {n.name}" for n in client.networks.list(filters={"label": label})]
+    found += [f"volume {v.name}" for v in client.volumes.list(filters={"label": label})]
+    return found
+
+
 def remove_labelled(client, run_id: str | None = None) -> list[str]:
     """Remove the containers, networks and volumes of one run (or of every run); return problems."""
     import docker

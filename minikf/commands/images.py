@@ -1,0 +1,67 @@
+"""`minikf images build / list` and `minikf clean`: the docker platform's images and leftovers."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="Container images for the docker platform (no registry needed).")
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="images")
+    root.command("clean")(clean_cmd)
+
+
+@app.command("build")
+def build_cmd(
+    base: str = typer.Option("rootfs", help="'rootfs': a Debian bookworm base made with debootstrap "
+                             "(root, a Debian mirror); or an image (python3.11 + venv) to build FROM"),
+    mirror: str | None = typer.Option(None, help="Debian mirror for the rootfs base "
+                                      "(default: MINIKF_DEBIAN_MIRROR, else apt's)"),
+) -> None:
+    """Build the base, deps, runtime and server images; what is already built is skipped."""
+    import time
+
+    from minikf.images.build import build_all
+
+    started = time.monotonic()
+    results = build_all(base=None if base == "rootfs" else base, say=typer.echo, mirror=mirror)
+    built = [r.name for r in results if r.built]
+    typer.echo(f"{'built ' + ', '.join(built) if built else 'nothing to build'} "
+               f"(base {base}) in {time.monotonic() - started:.1f}s")
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """The images minikf built (label minikf=1)."""
+    from minikf.images.build import list_images
+
+    rows = list_images()
+    if not rows:
+        typer.echo("no minikf images: run `minikf images build`")
+        return
+    typer.echo(f"{'image':8} {'id':12} {'size':>8} {'created':19}  tags")
+    for row in rows:
+        typer.echo(f"{row['image']:8} {row['id']:12} {row['size_mb']:>6}MB {row['created']:19}  "
+                   f"{', '.join(row['tags']) or '<untagged>'}")
+
+
+def clean_cmd(
+    run: str | None = typer.Option(None, help="only this run id (default: every run's leftovers)"),
+) -> None:
+    """Remove containers, networks and volumes that crashed runs left (label minikf.run)."""
+    from minikf.errors import MinikfError
+    from minikf.images import engine
+    from minikf.platforms.docker import leftovers, remove_labelled
+
+    cli = engine.client()
+    try:
+        found = leftovers(cli, run)
+        problems = remove_labelled(cli, run)
+    finally:
+        cli.close()
+    for line in found:
+        typer.echo(f"removed {line}")
+    if problems:
+        raise MinikfError("; ".join(problems))
+    typer.echo(f"{len(found)} leftover(s) removed" if found else "nothing to clean")
