@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 from minikf.pipelines import PIPELINES
 
@@ -41,11 +42,31 @@ def main(argv: list[str] | None = None) -> int:
         task = load_pipeline(args.name)(**json.loads(args.arguments))
     except RuntimeError as exc:  # kfp.local: "Pipeline ... finished with status FAILURE ..."
         print(json.dumps({"status": "FAILURE", "message": str(exc),
-                          "seconds": round(time.monotonic() - started, 3)}))
+                          "seconds": round(time.monotonic() - started, 3),
+                          "tasks": task_outputs(Path(args.root))}))
         return 1
     print(json.dumps({"status": "SUCCESS", "output": _output(task),
-                      "seconds": round(time.monotonic() - started, 3)}))
+                      "seconds": round(time.monotonic() - started, 3),
+                      "tasks": task_outputs(Path(args.root))}))
     return 0
+
+
+def task_outputs(root: Path) -> dict[str, dict]:
+    """Every task's parameter outputs in the newest run under the pipeline root, by task path
+    (e.g. `record-exit`, `for-loop-1-iteration-0/square`): the exit task's too, which a
+    pipeline cannot return."""
+    runs = [d for d in root.iterdir() if d.is_dir()] if root.is_dir() else []
+    if not runs:
+        return {}
+    newest = max(runs, key=lambda d: d.stat().st_mtime)
+    found = {}
+    for path in sorted(newest.rglob("executor_output.json")):
+        try:
+            values = json.loads(path.read_text()).get("parameterValues", {})
+        except (OSError, json.JSONDecodeError):
+            continue
+        found[str(path.parent.relative_to(newest))] = values
+    return found
 
 
 def _output(task):

@@ -3,14 +3,13 @@
 Optional checks, so a scenario asserts what a pipeline produced and not only that it ran:
 `expect_output` (the pipeline's output, compared as JSON values), `expect_status`
 (SUCCESS, or FAILURE for a run that must fail, such as an exit handler's failing body) and
-`report_file` (a JSON object a task wrote, e.g. an exit task's marker, merged into metrics).
+`report_task` (a task whose output is a JSON object, e.g. an exit task's, merged into metrics).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 from minikf.pipelines.failures import failed_task
 from minikf.steps.base import StepContext, StepFailed, StepOutcome, log_tail
@@ -27,13 +26,18 @@ def _failure_message(name: str, ctx: StepContext, text: str) -> str:
     return f"pipeline {name} finished with status FAILURE: {where} (log: {ctx.log_path})"
 
 
-def _report(path: str) -> dict:
+def _report(result: dict, task: str) -> dict:
+    """The JSON object task `task` returned, from the runner's per-task outputs."""
+    tasks = result.get("tasks") or {}
+    if task not in tasks:
+        raise StepFailed(f"report_task {task!r}: no such task output; tasks: {', '.join(tasks)}")
+    raw = tasks[task].get("Output")
     try:
-        value = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise StepFailed(f"report_file {path}: not written or not JSON ({exc})") from exc
+        value = json.loads(raw) if isinstance(raw, str) else raw
+    except json.JSONDecodeError as exc:
+        raise StepFailed(f"report_task {task!r}: output is not JSON: {raw!r}") from exc
     if not isinstance(value, dict):
-        raise StepFailed(f"report_file {path}: expected a JSON object, got {type(value).__name__}")
+        raise StepFailed(f"report_task {task!r}: expected a JSON object, got {raw!r}")
     return value
 
 
@@ -61,11 +65,12 @@ def run(ctx: StepContext) -> StepOutcome:
                          f"(log: {ctx.log_path})")
     output = result.get("output")
     metrics = {output_metric: output, "seconds": result.get("seconds"),
-               "pipeline_failed": int(status == "FAILURE")}
+               "pipeline_failed": int(status == "FAILURE"),
+               "tasks_run": len(result.get("tasks") or {})}
     if "expect_output" in ctx.args and output != ctx.args["expect_output"]:
         raise StepFailed(f"pipeline {name}: expected output {ctx.args['expect_output']!r}, "
                          f"got {output!r} (log: {ctx.log_path})")
-    if "report_file" in ctx.args:
-        metrics.update(_report(ctx.arg("report_file", kind=str)))
+    if "report_task" in ctx.args:
+        metrics.update(_report(result, ctx.arg("report_task", kind=str)))
     outputs = {"status": status, "output": output}
     return StepOutcome(metrics=metrics, outputs=outputs)
