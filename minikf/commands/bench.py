@@ -157,3 +157,40 @@ def bench_serve_cmd(
         typer.echo(f"a/b throughput {ab:.2f}x (target >= 1.5x), p99 a/b {p99:.2f} (target <= 1); "
                    f"a/c throughput {ac:.2f}")
     _finish("serve", figures, json_path, save, report, compare, threshold)
+
+
+@app.command("journey")
+def bench_journey_cmd(
+    param: list[str] = typer.Option([], "--param", "-p", help="scenario param key=value, repeatable"),
+    results: Path | None = typer.Option(None, help="keep the journey's own results here"),
+    json_path: Path | None = JSON_OPT,
+    save: bool = SAVE_OPT,
+    report: Path | None = REPORT_OPT,
+    compare: Path | None = COMPARE_OPT,
+    threshold: float = THRESHOLD_OPT,
+) -> None:
+    """The whole Fashion-MNIST journey on local: time per step and the platform overhead."""
+    from minikf.bench.journey import bench_journey
+    from minikf.errors import MinikfError
+
+    params = {}
+    for item in param:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise MinikfError(f"--param {item!r}: expected key=value", 2)
+        params[key] = value
+    typer.echo("running `minikf run fashion-mnist` in a fresh process ...")
+    try:
+        figures = bench_journey(params, results)
+    except RuntimeError as exc:
+        raise MinikfError(" ".join(str(exc).split())[:400], 1) from None
+    typer.echo(f"{'step':12} {'seconds':>8} {'workload':>9} {'overhead':>9}")
+    for row in figures["steps"]:
+        typer.echo(f"{row['name']:12} {row['seconds']:>8.2f} {row['workload_s']:>9.2f} "
+                   f"{row['overhead_s']:>9.2f}")
+    typer.echo(f"{'outside steps':12} {figures['outside_steps_s']:>8.2f} {0:>9.2f} "
+               f"{figures['outside_steps_s']:>9.2f}")
+    typer.echo(f"wall {figures['wall_s']:.1f}s, workload {figures['workload_s']:.1f}s, platform overhead "
+               f"{figures['overhead_s']:.1f}s = {figures['overhead_pct']:.0f}% (target <= 20%); "
+               f"largest: {', '.join(figures['largest_overheads'])}")
+    _finish("journey", figures, json_path, save, report, compare, threshold)

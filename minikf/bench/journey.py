@@ -1,0 +1,113 @@
+"""The whole Fashion-MNIST journey on local, timed: where does the wall time go?
+
+`minikf run fashion-mnist` runs as a user runs it (a fresh CLI process), timed from outside.
+Then each step's time is split into the workload's own compute and the rest (platform overhead):
+
+- download, preprocess: all workload (in-process data work, nothing else happens there);
+- train: workload = the sum of rank 0's timed epochs (from its log); the rest is process start-up,
+  imports, rendezvous, DDP set-up, checkpoints, teardown;
+- evaluate: workload = the same forward pass over the test set, re-timed here in a warm process
+  (the step itself also pays the CLI process's first torch import and the model copy);
+- serve: no workload: starting the model server is all platform;
+- predict: all workload (the requests the journey makes against the served model);
+- outside the steps (CLI start-up, scenario loading, results, cleanup): no workload.
+
+overhead_pct = (wall - workload) / wall.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TIMEOUT_S = 1800
+ALL_WORKLOAD = {"download", "preprocess", "predict"}
+
+
+def _epoch_seconds(log: Path, train_images: int) -> float:
+    """Rank 0 prints one JSON line per epoch with images_per_s = images / epoch seconds."""
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    return sum(train_images / r["images_per_s"] for r in rows if r.get("images_per_s"))
+
+
+def _evaluate_compute(model_dir: Path, data_dir: Path | None, test_images: int) -> float:
+    """The evaluate step's forward pass over the test set, warm (best of 3)."""
+    import numpy as np
+    import torch
+
+    from minikf.workload.model import load_model
+
+    model = load_model(model_dir)
+    if data_dir and (data_dir / "test.npz").exists():
+        with np.load(data_dir / "test.npz") as npz:
+            x = npz["x"].astype(np.float32)
+    else:  # the work dir is gone: same shape, same compute
+        x = np.zeros((test_images, 28, 28), dtype=np.float32)
+    best = float("inf")
+    with torch.no_grad():
+        for _ in range(3):
+            started = time.perf_counter()
+            for i in range(0, len(x), 512):
+                model(torch.from_numpy(x[i:i + 512])).argmax(1)
+            best = min(best, time.perf_counter() - started)
+    return best
+
+
+def bench_journey(params: dict[str, str] | None = None, results_dir: Path | None = None) -> dict:
+    params = dict(params or {})
+    with tempfile.TemporaryDirectory(prefix="minikf-bench-journey-") as tmp:
+        results = Path(results_dir) if results_dir else Path(tmp) / "results"
+        argv = [sys.executable, "-m", "minikf.cli", "run", "fashion-mnist", "--results", str(results),
+                "--quiet"]
+        for key, value in params.items():
+            argv += ["--param", f"{key}={value}"]
+        started = time.monotonic()
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+        wall = time.monotonic() - started
+        run_json = results / "results.json"
+        if not run_json.exists():
+            raise RuntimeError(f"the journey failed (rc {proc.returncode}):\n{proc.stderr[-2000:]}")
+        run = json.loads(run_json.read_text())
+        if proc.returncode != 0 or run.get("status") != "passed":
+            raise RuntimeError(f"the journey failed: {run.get('message') or proc.stderr[-500:]}")
+        steps = {s["name"]: s for s in run["steps"]}
+        train_images = int(steps["preprocess"]["metrics"].get("train_images", 0))
+        test_images = int(steps["evaluate"]["metrics"].get("test_images", 0))
+        data_dir = steps["preprocess"]["outputs"].get("data_dir")
+        rows = []
+        for step in run["steps"]:
+            name, seconds = step["name"], float(step["duration_s"])
+            if name in ALL_WORKLOAD:
+                work = seconds
+            elif name == "train":
+                work = _epoch_seconds(results / "logs" / "train-worker-0.log", train_images)
+            elif name == "evaluate":
+                work = _evaluate_compute(results / "model", Path(data_dir) if data_dir else None,
+                                         test_images)
+            else:
+                work = 0.0
+            work = min(work, seconds)
+            rows.append({"name": name, "seconds": seconds, "workload_s": work,
+                         "overhead_s": seconds - work, "status": step["status"]})
+    workload = sum(r["workload_s"] for r in rows)
+    in_steps = sum(r["seconds"] for r in rows)
+    overhead = wall - workload
+    worst = sorted(rows, key=lambda r: r["overhead_s"], reverse=True)
+    return {
+        "scenario": "fashion-mnist",
+        "platform": "local",
+        "params": params,
+        "wall_s": wall,
+        "run_duration_s": float(run["duration_s"]),
+        "outside_steps_s": wall - in_steps,
+        "workload_s": workload,
+        "overhead_s": overhead,
+        "overhead_pct": overhead / wall * 100 if wall else 0.0,
+        "target_overhead_pct": 20.0,
+        "steps": rows,
+        "largest_overheads": [f"{r['name']}: {r['overhead_s']:.1f}s" for r in worst[:3]],
+    }
