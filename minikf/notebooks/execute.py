@@ -14,6 +14,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from minikf.errors import MinikfError
+from minikf.notebooks.procs import kill_tree
 from minikf.profiles.store import private_dir, write_private
 
 
@@ -58,3 +59,11 @@ def execute_notebook(path: Path, params: dict, cwd: Path, output: Path, timeout:
     finally:
         write_private(output, nbformat.writes(nb))
     return nb
+
+
+def stop_kernel(client: NotebookClient) -> None:
+    """Kill the client's kernel (on a timeout or Ctrl-C, when nbclient's own cleanup may not
+    run): it lives in a session of its own, outside the run's process groups."""
+    pid = getattr(getattr(getattr(client, "km", None), "provisioner", None), "pid", None)
+    if pid:
+        kill_tree(pid)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import requests
 
 from minikf.engine.resources import free_port
 from minikf.errors import MinikfError
+from minikf.notebooks.procs import kill_tree
 from minikf.profiles.quota import limited_argv
 from minikf.profiles.store import Profile, list_profiles, private_dir, write_private
 
@@ -111,7 +111,7 @@ def start_notebook(profile: Profile, port: int | None = None, resources=None) ->
     if resources is not None:
         proc = resources.spawn(argv, log_path, env=env, cwd=profile.work_dir)
         # Kernels run in sessions of their own: stop the whole tree, not only the group.
-        resources.on_cleanup(lambda: (_kill_tree(proc.pid), _forget(profile)))
+        resources.on_cleanup(lambda: (kill_tree(proc.pid), _forget(profile)))
     else:
         write_private(log_path, "")
         with open(log_path, "ab") as log:
@@ -123,7 +123,7 @@ def start_notebook(profile: Profile, port: int | None = None, resources=None) ->
     try:
         wait_ready(url, token, proc, log_path)
     except MinikfError:
-        _kill_tree(proc.pid)
+        kill_tree(proc.pid)
         raise
     server = NotebookServer(profile.name, proc.pid, port, url,
                             psutil.Process(proc.pid).create_time(), str(token_file(profile)))
@@ -155,31 +155,10 @@ def _forget(profile: Profile) -> None:
     token_file(profile).unlink(missing_ok=True)
 
 
-def _kill_tree(pid: int, grace: float = 5.0) -> None:
-    """SIGTERM the server (it shuts its kernels down), then SIGKILL whatever is left."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return
-    for proc in procs:
-        try:
-            proc.send_signal(signal.SIGTERM)
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=grace)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=2)
-
-
 def stop_notebook(profile: Profile) -> NotebookServer | None:
     """Stop the user's server if one runs; returns what was stopped."""
     server = find_notebook(profile)
     if server is not None:
-        _kill_tree(server.pid)
+        kill_tree(server.pid)
     _forget(profile)
     return server

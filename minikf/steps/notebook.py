@@ -6,16 +6,9 @@ import json
 from pathlib import Path
 
 from minikf.errors import MinikfError
-from minikf.notebooks.execute import execute_notebook
+from minikf.notebooks.execute import execute_notebook, stop_kernel
 from minikf.profiles.store import private_dir
 from minikf.steps.base import StepContext, StepFailed, StepOutcome
-
-
-def _shutdown_kernel(client) -> None:
-    """On timeout or Ctrl-C: the kernel lives in its own session, outside the run's groups."""
-    km = getattr(client, "km", None)
-    if km is not None and km.has_kernel:
-        km.shutdown_kernel(now=True)
 
 
 def run(ctx: StepContext) -> StepOutcome:
@@ -28,8 +21,9 @@ def run(ctx: StepContext) -> StepOutcome:
     params.setdefault("out_dir", str(out_dir))
     executed = private_dir(ctx.results_dir / "notebooks") / path.name
     try:
-        execute_notebook(path, params, cwd, executed, ctx.timeout,
-                         on_client=lambda c: ctx.resources.on_cleanup(lambda: _shutdown_kernel(c)))
+        # the engine's step timeout is the one that fires; stop_kernel cleans up after it
+        execute_notebook(path, params, cwd, executed, ctx.timeout + 60,
+                         on_client=lambda c: ctx.resources.on_cleanup(lambda: stop_kernel(c)))
     except MinikfError as exc:
         raise StepFailed(f"step {ctx.name!r}: {exc.message} (executed notebook: {executed})") from None
     metrics_file = Path(params["out_dir"]) / "metrics.json"
