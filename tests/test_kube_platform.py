@@ -56,7 +56,8 @@ class Controllers:
         name, ns = obj["metadata"]["name"], obj["metadata"]["namespace"]
         if name not in self.started:
             self.started.add(name)
-            runner = self._run_job if obj["kind"] == "PyTorchJob" else self._serve
+            runners = {"PyTorchJob": self._run_job, "TrainJob": self._run_trainjob}
+            runner = runners.get(obj["kind"], self._serve)
             threading.Thread(target=runner, args=(obj, name, ns), daemon=True).start()
 
     def _pod(self, ns: str, name: str, labels: dict, phase: str) -> None:
@@ -94,6 +95,27 @@ class Controllers:
         ok = all(c == 0 for c in codes)
         obj["status"] = {"conditions": [{"type": "Succeeded" if ok else "Failed", "status": "True",
                                          "message": "" if ok else f"exit codes {codes}"}]}
+
+    def _run_trainjob(self, obj: dict, name: str, ns: str) -> None:
+        """Node 0 of the torch-distributed runtime, with the PET_* variables its torch plugin sets."""
+        trainer = obj["spec"]["trainer"]
+        assert trainer["numNodes"] == 1 and trainer["numProcPerNode"] == 1
+        pod = obj["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"][
+            "replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+        mount = self._mount(ns, pod["volumes"][0]["configMap"]["name"])
+        argv = [str(mount) if a == res.DATA_MOUNT else a for a in trainer["command"][1:]]
+        assert argv[:2] == ["-m", "minikf.kube.job_entry"]
+        pet = {"PET_NNODES": "1", "PET_NODE_RANK": "0", "PET_NPROC_PER_NODE": "1",
+               "PET_MASTER_ADDR": "127.0.0.1", "PET_MASTER_PORT": str(free_port())}
+        env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR")}
+        proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=600,
+                              env={**env, **pet})
+        pod_name = f"{name}-node-0-0"
+        self._pod(ns, pod_name, {"jobset.sigs.k8s.io/jobset-name": name,
+                                 "batch.kubernetes.io/job-completion-index": "0"}, "Succeeded")
+        self.api.logs[(ns, pod_name)] = proc.stdout + proc.stderr
+        kind = "Complete" if proc.returncode == 0 else "Failed"
+        obj["status"] = {"conditions": [{"type": kind, "status": "True"}]}
 
     def _serve(self, obj: dict, name: str, ns: str) -> None:
         pod = obj["spec"]["predictor"]
@@ -227,3 +249,23 @@ def test_fashion_mnist_journey_on_the_fake_cluster(cluster, tmp_path):
     assert not [k for k in api.objects if k[2] != "pods"]  # pods are the controllers' to remove
     log = (tmp_path / "results" / "logs" / "train.log").read_text()
     assert "[minikf model archive: " in log and res.MODEL_BEGIN not in log
+
+
+@pytest.mark.slow
+def test_trainjob_when_only_kubeflow_trainer_is_installed(tmp_path):
+    """A cluster with Trainer's TrainJob CRD and no Training Operator: the platform submits a
+    TrainJob; the test controller runs its command as node 0 of the torch runtime would."""
+    with FakeApiServer(crds={("trainer.kubeflow.org", "v1alpha1", "trainjobs")}) as api:
+        controllers = Controllers(api, tmp_path)
+        try:
+            platform = KubernetesPlatform(kubeconfig=str(api.kubeconfig(tmp_path)))
+            assert platform.train_kind == "TrainJob"
+            resources = Resources()
+            request = TrainRequest("minikf-train-t", 1, 1, 64, 0.002, [str(SAMPLE)], True, 300)
+            out = platform.run_training(request, resources, tmp_path / "train.log", tmp_path / "out")
+            assert (out / "model" / "model.pt").is_file()
+            assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+            assert resources.cleanup() == []
+            assert not [k for k in api.objects if k[2] in ("trainjobs", "configmaps")]
+        finally:
+            controllers.stop()

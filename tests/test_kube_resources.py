@@ -69,7 +69,8 @@ def test_trainjob_is_a_valid_trainer_api_object():
     job = models.TrainerV1alpha1TrainJob.from_dict(obj)
     assert job.spec.runtime_ref.name == "torch-distributed"
     assert job.spec.trainer.num_nodes == 3
-    assert job.spec.trainer.command[:3] == ["torchrun", "-m", "minikf.kube.job_entry"]
+    assert job.spec.trainer.command[:3] == ["python", "-m", "minikf.kube.job_entry"]
+    assert job.spec.trainer.num_proc_per_node == 1
     patched = job.spec.runtime_patches[0].training_runtime_spec.template.spec.replicated_jobs[0]
     pod = patched.template.spec.template.spec
     assert pod.volumes[0].config_map.name == "fm-data"
@@ -186,3 +187,14 @@ def test_katib_experiment_of_the_tuning_scenario_passes_the_katib_sdk():
     assert model.spec.objective.objective_metric_name == "accuracy"
     assert {p.name for p in model.spec.parameters} == {"lr", "batch_size", "epochs"}
     res.check_openapi(obj["spec"]["trialTemplate"]["trialSpec"], "V1Job")
+
+
+def test_trainer_env_maps_onto_the_worker_contract():
+    from minikf.kube.job_entry import contract_from_trainer_env
+
+    pet = {"PET_NNODES": "3", "PET_NODE_RANK": "2", "PET_MASTER_ADDR": "fm-node-0-0.fm",
+           "PET_MASTER_PORT": "29400"}
+    assert contract_from_trainer_env(pet) == {"WORLD_SIZE": "3", "RANK": "2",
+                                              "MASTER_ADDR": "fm-node-0-0.fm", "MASTER_PORT": "29400"}
+    assert contract_from_trainer_env({**pet, "RANK": "0"}) == {}  # the Training Operator's win
+    assert contract_from_trainer_env({}) == {}

@@ -4,7 +4,8 @@
 
 Every worker fetches and preprocesses the data itself (MD5-verified; from http(s) mirrors, or
 from the ConfigMap the platform mounts for the small bundled sample), then runs the same
-train_worker as the local platform under the operator's MASTER_ADDR/WORLD_SIZE/RANK. Rank 0
+train_worker as the local platform under the Training Operator's MASTER_ADDR/WORLD_SIZE/RANK
+(or Kubeflow Trainer's PET_* variables, mapped onto them). Rank 0
 prints the model and metrics as a base64 tar.gz between markers in its log, so the harness needs
 only `get pods/log` to bring the model back: no exec, no object-store credentials.
 """
@@ -29,11 +30,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+# Kubeflow Trainer's torch runtime names the rendezvous for torchrun; one process per node here.
+TRAINER_ENV = {"PET_NNODES": "WORLD_SIZE", "PET_NODE_RANK": "RANK",
+               "PET_MASTER_ADDR": "MASTER_ADDR", "PET_MASTER_PORT": "MASTER_PORT"}
+
+
+def contract_from_trainer_env(env: dict) -> dict:
+    """The MASTER_ADDR/MASTER_PORT/WORLD_SIZE/RANK contract from a TrainJob's PET_* variables,
+    when the Training Operator's own variables are not there."""
+    if "RANK" in env or "PET_NODE_RANK" not in env:
+        return {}
+    return {ours: env[theirs] for theirs, ours in TRAINER_ENV.items() if theirs in env}
+
+
 def main(argv: list[str] | None = None) -> int:
     from minikf.kube.resources import pack_dir
     from minikf.workload import fashion_data, train_worker
 
     args = parse_args(argv)
+    os.environ.update(contract_from_trainer_env(dict(os.environ)))
     work = args.work or Path(tempfile.mkdtemp(prefix="minikf-job-"))
     checksums = fashion_data.SAMPLE_FILES if args.sample else fashion_data.FILES
     raw, data, out = work / "raw", work / "data", work / "out"

@@ -222,11 +222,11 @@ def pytorchjob(spec: TrainSpec) -> dict:
 
 
 def trainjob(spec: TrainSpec, runtime: str = "torch-distributed") -> dict:
-    """A Kubeflow Trainer TrainJob on a ClusterTrainingRuntime; torchrun turns the runtime's
-    PET_* variables into the same MASTER_ADDR/WORLD_SIZE/RANK contract for the worker."""
+    """A Kubeflow Trainer TrainJob on a ClusterTrainingRuntime: one process per node, the worker
+    run directly (no torchrun); job_entry maps the runtime's PET_NNODES/PET_NODE_RANK/
+    PET_MASTER_ADDR/PET_MASTER_PORT onto the same WORLD_SIZE/RANK/MASTER_* contract."""
     trainer: dict[str, Any] = {
-        "image": spec.image, "numNodes": spec.workers,
-        "command": ["torchrun", *spec.argv[1:]] if spec.argv[:1] == ["python"] else spec.argv,
+        "image": spec.image, "numNodes": spec.workers, "numProcPerNode": 1, "command": list(spec.argv),
         "env": [{"name": k, "value": v} for k, v in sorted(spec.env.items())],
         "resourcesPerNode": {"limits": {"cpu": spec.cpu, "memory": spec.memory,
                                         **({"nvidia.com/gpu": str(spec.gpus)} if spec.gpus else {})}},
