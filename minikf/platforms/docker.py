@@ -45,8 +45,12 @@ def _host_paths(argv: list[str]) -> list[str]:
     found = []
     for token in argv:
         for part in re.split(r"[=,]", token):
-            if part.startswith("/") and Path(part).exists():
+            if not part.startswith("/"):
+                continue
+            if Path(part).exists():
                 found.append(part)
+            elif Path(part).parent != Path("/") and Path(part).parent.is_dir():
+                found.append(str(Path(part).parent))  # an output the workload will create
     return found
 
 
