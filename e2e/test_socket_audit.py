@@ -28,6 +28,7 @@ import psutil
 import pytest
 import requests
 
+from minikf.audit import listening_sockets
 from minikf.engine.runner import run_scenario
 from minikf.platforms.local import LocalPlatform
 from minikf.scenario import load_scenario
@@ -50,13 +51,12 @@ class ListenSampler(threading.Thread):
         found = {}
         for proc in psutil.Process().children(recursive=True):
             try:
-                conns = proc.connections("inet")
+                conns = listening_sockets(proc)
                 cmdline = " ".join(proc.cmdline())
             except psutil.Error:
                 continue
             for conn in conns:
-                if conn.status == psutil.CONN_LISTEN:
-                    found[(conn.laddr.ip, conn.laddr.port)] = cmdline
+                found[(conn.laddr.ip, conn.laddr.port)] = cmdline
         return found
 
     def run(self) -> None:

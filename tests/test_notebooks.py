@@ -13,6 +13,7 @@ import psutil
 import pytest
 import requests
 
+from minikf.audit import listening_sockets
 from minikf.engine.runner import run_scenario
 from minikf.errors import MinikfError
 from minikf.notebooks.execute import execute_notebook, inject_parameters
@@ -124,7 +125,7 @@ def test_cli_start_list_stop_with_token_isolation(tmp_path):
         pid = int(started.stdout.split("(pid ")[1].split(")")[0])
         server = psutil.Process(pid)
         assert token not in " ".join(server.cmdline())  # not in `ps`
-        assert {c.laddr.ip for c in server.connections("inet") if c.status == "LISTEN"} == {"127.0.0.1"}
+        assert {c.laddr.ip for c in listening_sockets(server)} == {"127.0.0.1"}
 
         for path in ("/api/contents", "/api/kernels", "/api/status"):
             assert requests.get(url + path, timeout=10).status_code == 403

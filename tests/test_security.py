@@ -13,6 +13,7 @@ import psutil
 import requests
 import torch
 
+from minikf.audit import listening_sockets
 from minikf.engine.resources import free_port, kill_process_group
 from minikf.engine.runner import run_scenario
 from minikf.platforms.local import LocalPlatform
@@ -60,8 +61,7 @@ def test_minikf_serve_without_token_makes_one(tmp_path):
             time.sleep(0.3)
         assert requests.get(url, timeout=5).status_code == 401
         assert requests.get(url, headers={"Authorization": "Bearer other"}, timeout=5).status_code == 403
-        listening = {c.laddr.ip for c in psutil.Process(proc.pid).connections("inet")
-                     if c.status == psutil.CONN_LISTEN}
+        listening = {c.laddr.ip for c in listening_sockets(psutil.Process(proc.pid))}
         assert listening == {"127.0.0.1"}
     finally:
         kill_process_group(proc)
