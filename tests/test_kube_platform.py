@@ -269,3 +269,20 @@ def test_trainjob_when_only_kubeflow_trainer_is_installed(tmp_path):
             assert not [k for k in api.objects if k[2] in ("trainjobs", "configmaps")]
         finally:
             controllers.stop()
+
+
+def test_component_versions_from_controller_images(tmp_path):
+    def deployment(name: str, image: str) -> dict:
+        return {"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": name, "namespace": "kubeflow"},
+                "spec": {"template": {"spec": {"containers": [{"name": "c", "image": image}]}}}}
+
+    with FakeApiServer(crds=set(ALL_CRDS)) as api:
+        api.objects[("apps", "kubeflow", "deployments", "training-operator")] = deployment(
+            "training-operator", "docker.io/kubeflow/training-operator:v1-855e096")
+        api.objects[("apps", "kubeflow", "deployments", "kserve-controller-manager")] = deployment(
+            "kserve-controller-manager", "kserve/kserve-controller:v0.15.0")
+        api.objects[("apps", "kubeflow", "deployments", "other")] = deployment("other", "x:1")
+        platform = KubernetesPlatform(kubeconfig=str(api.kubeconfig(tmp_path)))
+        info = platform.describe()
+    assert info["components"] == {"Training Operator": "v1-855e096", "KServe": "v0.15.0"}

@@ -26,6 +26,14 @@ POLL_S = 2.0
 # are implemented on this platform are claimed.
 PROVIDERS = {"training": [res.PYTORCHJOB, res.TRAINJOB], "serving": [res.INFERENCESERVICE]}
 ALSO_REPORTED = [res.EXPERIMENT, res.NOTEBOOK]
+# Controller deployments whose image tag says which version of a component the cluster runs.
+COMPONENT_DEPLOYMENTS = {
+    "ml-pipeline": "Kubeflow Pipelines", "training-operator": "Training Operator",
+    "kubeflow-trainer-controller-manager": "Kubeflow Trainer", "kserve-controller-manager": "KServe",
+    "katib-controller": "Katib", "notebook-controller-deployment": "Notebooks",
+    "profiles-deployment": "Profiles",
+}
+COMPONENT_NAMESPACES = ("kubeflow", "kubeflow-system", "kserve")
 
 
 class ClusterStepFailed(StepFailed):
@@ -76,7 +84,38 @@ class KubernetesPlatform:
                 "server": self.cluster.server, "kubernetes": self.cluster.version,
                 "context": self.cluster.context, "namespace": self.namespace,
                 "crds": self.crds, "training_resource": self.train_kind, "image": self.image,
-                "kfp": self.kfp}
+                "kfp": self.kfp, "components": self.component_versions()}
+
+    def component_versions(self) -> dict[str, str]:
+        """Kubeflow component -> image tag of its controller, for the results' versions; best
+        effort: a namespace this user may not read says so instead of failing the run."""
+        if hasattr(self, "_versions"):
+            return self._versions
+        import urllib3
+        from kubernetes.client.rest import ApiException
+
+        from minikf.kube.client import api_call
+
+        found: dict[str, str] = {}
+        for namespace in COMPONENT_NAMESPACES:
+            try:
+                doc = api_call(self.cluster, f"/apis/apps/v1/namespaces/{namespace}/deployments",
+                               timeout_s=self.cluster.timeout_s)
+            except ApiException as exc:
+                if exc.status == 403:
+                    found[f"({namespace})"] = "deployments not readable by this user"
+                continue
+            except urllib3.exceptions.HTTPError as exc:
+                found[f"({namespace})"] = f"not read: {type(exc).__name__}"
+                continue
+            for item in doc.get("items", []):
+                component = COMPONENT_DEPLOYMENTS.get(item["metadata"]["name"])
+                containers = item.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+                if component and containers:
+                    image = containers[0].get("image", "")
+                    found[component] = image.rsplit("@", 1)[-1] if "@" in image else image.rsplit(":", 1)[-1]
+        self._versions = found
+        return found
 
     def _find_kfp(self) -> str:
         """Whether a Kubeflow Pipelines API is there: MINIKF_KFP_HOST, or its pod in kfp_namespace."""
