@@ -117,3 +117,27 @@ def test_failed_trials_count_against_the_budget(write_scenario, local, tmp_path,
     assert result.status == "failed"
     assert "1 trials failed (max_failed_trials 0)" in message
     assert "worker 0 exited with 7" in message and "trial-0-worker-0.log" in message
+
+
+@pytest.mark.slow
+def test_a_search_cut_by_its_timeout_leaves_no_worker(write_scenario, local, tmp_path, data_dir):
+    import time
+
+    import psutil
+
+    spec = {"max_trials": 50, "parallel_trials": 2, "max_failed_trials": 50,
+            "early_stopping": {"algorithm": "none"},
+            "parameters": [LR, {"name": "epochs", "type": "categorical", "values": [3]}]}
+    path = write_scenario(SCENARIO.format(data=data_dir, spec=json.dumps(spec))
+                          .replace("timeout: 300", "timeout: 8"))
+    result = run_scenario(load_scenario(path), local, tmp_path / "r")
+    assert result.steps[0].status == "timeout"
+    time.sleep(2)  # give a trial thread that outlived its step the chance to start a worker
+
+    def ours(proc) -> bool:
+        try:
+            return str(data_dir) in " ".join(proc.cmdline())
+        except psutil.Error:
+            return False
+
+    assert [p.pid for p in psutil.process_iter() if ours(p)] == []

@@ -41,6 +41,7 @@ def run(ctx: StepContext) -> StepOutcome:
 
     env = TrialEnv(data_dir, ctx.workdir / "tuning" / ctx.name, ctx.log_path.parent / ctx.name,
                    ctx.platform, ctx.resources)
+    ctx.resources.on_cleanup(env.gate.close)  # runs before the run's processes are stopped
     env.workdir.mkdir(parents=True)
     env.logs.mkdir(parents=True, exist_ok=True)
     log(f"search: {spec.max_trials} trials, {spec.parallel_trials} at a time, "

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,23 @@ class TrialFailed(Exception):
     """A trial's training exited badly; counted against max_failed_trials."""
 
 
+class SearchStopped(Exception):
+    """The run is being torn down (timeout, Ctrl-C, failure): no new trial may start."""
+
+
+@dataclass
+class LaunchGate:
+    """Closed by the run's cleanup before it stops processes, so a trial thread that outlives
+    its step (timeout, Ctrl-C) cannot start workers nobody will stop."""
+
+    closed: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+
+
 @dataclass
 class TrialEnv:
     """What every trial shares: the data, where to work and log, and how to launch."""
@@ -36,6 +54,7 @@ class TrialEnv:
     logs: Path
     platform: Any
     resources: Resources
+    gate: LaunchGate = field(default_factory=LaunchGate)
 
 
 class CheckpointScorer:
@@ -105,9 +124,13 @@ def run_trial(trial: optuna.Trial, spec: TuningSpec, env: TrialEnv, scorer: Chec
     out.mkdir(parents=True)
     argv = train_argv(env.data_dir, out, params)
     port = free_port()
-    procs = [env.platform.launch(argv, worker_env(rank, spec.workers, port),
-                                 env.logs / f"trial-{trial.number}-worker-{rank}.log", env.resources)
-             for rank in range(spec.workers)]
+    with env.gate.lock:
+        if env.gate.closed:
+            raise SearchStopped("the run is stopping")
+        procs = [env.platform.launch(argv, worker_env(rank, spec.workers, port),
+                                     env.logs / f"trial-{trial.number}-worker-{rank}.log",
+                                     env.resources)
+                 for rank in range(spec.workers)]
     trial.set_user_attr("log", str(env.logs / f"trial-{trial.number}-worker-0.log"))
     log(f"trial {trial.number} started: {json.dumps(params)}")
     metric, scored, value = spec.objective.metric, 0, float("nan")
