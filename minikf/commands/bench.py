@@ -24,6 +24,13 @@ def register(root: typer.Typer) -> None:
     root.add_typer(app, name="bench")
 
 
+def _load_old(compare: Path | None) -> dict | None:
+    """Read --compare before measuring anything: a bad file fails in a second, not after the run."""
+    from minikf.bench import report as bench_report
+
+    return bench_report.load_result(compare) if compare else None
+
+
 def _finish(name: str, figures: dict, json_path: Path | None, save: bool, report: Path | None,
             compare: Path | None, threshold: float) -> None:
     """The common tail: metadata, --json, --save, --report, then --compare (may exit 1)."""
@@ -32,7 +39,7 @@ def _finish(name: str, figures: dict, json_path: Path | None, save: bool, report
     from minikf.bench import report as bench_report
     from minikf.errors import MinikfError
 
-    old = bench_report.load_result(compare) if compare else None  # bad file: fail before writing
+    old = _load_old(compare)
     result = bench_report.finish(name, figures)
     if json_path:
         json_path.write_text(json.dumps(result, indent=2))
@@ -66,6 +73,7 @@ def bench_train_cmd(
     threshold: float = THRESHOLD_OPT,
 ) -> None:
     """Images/s of the journey's training step vs a bare PyTorch loop, scaling, peak RSS."""
+    _load_old(compare)
     import tempfile
 
     import torch
@@ -129,6 +137,7 @@ def bench_serve_cmd(
     threshold: float = THRESHOLD_OPT,
 ) -> None:
     """Throughput and latency: minikf server vs stock KServe vs a trivial handler (ceiling)."""
+    _load_old(compare)
     import importlib.util
 
     from minikf.bench.serve import bench_serve
@@ -170,6 +179,7 @@ def bench_journey_cmd(
     threshold: float = THRESHOLD_OPT,
 ) -> None:
     """The whole Fashion-MNIST journey on local: time per step and the platform overhead."""
+    _load_old(compare)
     from minikf.bench.journey import bench_journey
     from minikf.errors import MinikfError
 
