@@ -115,9 +115,13 @@ def test_the_compiled_pipeline_is_submitted_and_waited_for(tmp_path):
     assert kfp_api.experiments[0]["namespace"] == "team"
     assert kfp_api.users == {"user@example.com"}  # multi-user KFP's identity header
     ir = _compiled("basics-sequential", tmp_path)
-    assert run["pipeline_spec"]["pipelineInfo"] == ir["pipelineInfo"]
-    assert run["pipeline_spec"]["root"] == ir["root"]
-    assert run["pipeline_spec"]["components"] == ir["components"]
+    submitted = run["pipeline_spec"]  # kfp.Client nests the IR and the platform spec
+    assert submitted["pipeline_spec"]["pipelineInfo"] == ir["pipelineInfo"]
+    assert submitted["pipeline_spec"]["root"] == ir["root"]
+    assert submitted["pipeline_spec"]["components"] == ir["components"]
+    executors = submitted["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    expected = {name: {"imagePullPolicy": "IfNotPresent"} for name in ir["deploymentSpec"]["executors"]}
+    assert executors == expected
 
 
 def test_fashion_mnist_pipeline_uses_the_runtime_image(tmp_path):
@@ -126,7 +130,7 @@ def test_fashion_mnist_pipeline_uses_the_runtime_image(tmp_path):
                         "HOME": str(tmp_path)}, "fashion-mnist", "--arguments", '{"sample": true}')
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (run,) = kfp_api.runs.values()
-    executors = run["pipeline_spec"]["deploymentSpec"]["executors"]
+    executors = run["pipeline_spec"]["pipeline_spec"]["deploymentSpec"]["executors"]
     assert {e["container"]["image"] for e in executors.values()} == {"mirror.local/minikf:1"}
     assert set(executors) == {"exec-download", "exec-preprocess", "exec-train", "exec-evaluate"}
 
@@ -194,3 +198,19 @@ def test_launch_runs_the_kfp_driver_for_the_pipeline_step(tmp_path, monkeypatch)
     assert kfp_api.experiments[0]["namespace"] == "ml"
     with pytest.raises(Exception, match="does not run on this host"):
         platform.launch(["python", "-m", "minikf.workload.server"], {}, tmp_path / "x.log", Resources())
+
+
+def test_the_platform_spec_is_one_kfp_accepts(tmp_path):
+    """The pull policy travels in KFP's PlatformSpec, parsed here by kfp's own proto."""
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    from minikf.kube.kfp_driver import compile_package
+    from minikf.pipelines.run_local import load_pipeline
+
+    path = compile_package(load_pipeline("fashion-mnist"), tmp_path / "p.yaml")
+    spec, platform = yaml.safe_load_all(path.read_text())
+    parsed = json_format.ParseDict(platform, pipeline_spec_pb2.PlatformSpec())
+    executors = json_format.MessageToDict(parsed)["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(executors) == set(spec["deploymentSpec"]["executors"])
+    assert {e["imagePullPolicy"] for e in executors.values()} == {"IfNotPresent"}

@@ -21,6 +21,7 @@ import json
 import os
 import secrets
 import sys
+import tempfile
 import time
 import warnings
 
@@ -46,6 +47,27 @@ def kfp_endpoint(cluster, kfp_namespace: str):
                           f"{kfp_namespace!r}; install KFP or set MINIKF_KFP_HOST", 4)
     forward = PortForward(cluster.api_client, kfp_namespace, running[0].metadata.name, KFP_PORT)
     return forward.start(), forward.close
+
+
+def compile_package(pipeline, path, pull_policy: str = "IfNotPresent"):
+    """kfp's compiler output plus a Kubernetes platform spec giving every executor `pull_policy`
+    (what kfp-kubernetes' set_image_pull_policy writes): images loaded into kind are in no
+    registry, and a `:latest` tag would otherwise mean Always."""
+    from pathlib import Path
+
+    import yaml
+    from kfp import compiler
+
+    path = Path(path)
+    compiler.Compiler().compile(pipeline, str(path))
+    docs = list(yaml.safe_load_all(path.read_text()))
+    spec, platform = docs[0], (docs[1] if len(docs) > 1 else {}) or {}
+    executors = (platform.setdefault("platforms", {}).setdefault("kubernetes", {})
+                 .setdefault("deploymentSpec", {}).setdefault("executors", {}))
+    for name in spec["deploymentSpec"]["executors"]:
+        executors.setdefault(name, {}).setdefault("imagePullPolicy", pull_policy)
+    path.write_text(yaml.safe_dump_all([spec, platform], sort_keys=False))
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,10 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("MINIKF_KFP_USER"):  # one ApiClient is shared by all of kfp.Client's APIs
             client._run_api.api_client.set_default_header("kubeflow-userid", os.environ["MINIKF_KFP_USER"])
         started = time.monotonic()
-        run = client.create_run_from_pipeline_func(
-            load_pipeline(args.name), arguments=json.loads(args.arguments),
-            run_name=f"minikf-{args.name}-{secrets.token_hex(3)}", experiment_name="minikf",
-            namespace=namespace)
+        with tempfile.TemporaryDirectory(prefix="minikf-kfp-") as tmp:
+            package = compile_package(load_pipeline(args.name), os.path.join(tmp, "pipeline.yaml"))
+            run = client.create_run_from_pipeline_package(
+                str(package), arguments=json.loads(args.arguments),
+                run_name=f"minikf-{args.name}-{secrets.token_hex(3)}", experiment_name="minikf",
+                namespace=namespace)
         print(f"submitted run {run.run_id} to {host}", flush=True)
         done = client.wait_for_run_completion(run.run_id, timeout=args.timeout)
         seconds = round(time.monotonic() - started, 3)
