@@ -230,8 +230,11 @@ def test_api_serves_the_owner_and_nothing_outside_the_run(api):
         finally:
             conn.close()
         assert status == 404 and b"outside" not in body, escape
-    assert requests.post(url + PATHS[0], headers=auth, timeout=10).status_code == 405
-    assert requests.post(url + PATHS[0], timeout=10).status_code == 401
+    for method in ("POST", "PUT", "DELETE"):
+        assert requests.request(method, url + PATHS[0], headers=auth, timeout=10).status_code == 405
+        assert requests.request(method, url + PATHS[0], timeout=10).status_code == 401
+        other = {"Authorization": f"Bearer {api[2]}"}
+        assert requests.request(method, url + PATHS[0], headers=other, timeout=10).status_code == 403
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:

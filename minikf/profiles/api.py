@@ -65,16 +65,25 @@ class ProfileAPIHandler(BaseHTTPRequestHandler):
             return None
         return user
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def _authorized(self) -> list[str] | None:
+        """The path's parts when the token is the owner's; None after replying 401/403/404."""
         caller = self._caller()
         if caller is None:
-            return
+            return None
         parts = [unquote(p) for p in urlsplit(self.path).path.strip("/").split("/")]
         if parts[:2] != ["api", "profiles"] or len(parts) < 4 or parts[3] != "runs":
-            return self._reply(404, {"error": f"no such path {urlsplit(self.path).path}"})
+            self._reply(404, {"error": f"no such path {urlsplit(self.path).path}"})
+            return None
+        if parts[2] != caller:
+            self._reply(403, {"error": f"profile {caller} may not read profile {parts[2]}"})
+            return None
+        return parts
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        parts = self._authorized()
+        if parts is None:
+            return
         owner = parts[2]
-        if owner != caller:
-            return self._reply(403, {"error": f"profile {caller} may not read profile {owner}"})
         runs_dir = load_profile(owner, self.home).runs_dir
         if len(parts) == 4:
             return self._reply(200, list_runs(runs_dir))
@@ -95,8 +104,10 @@ class ProfileAPIHandler(BaseHTTPRequestHandler):
         return self._reply(200, target.read_bytes(), content_type=kind)
 
     def do_POST(self) -> None:  # noqa: N802
-        if self._caller() is not None:
+        if self._authorized() is not None:
             self._reply(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "this API is read-only"})
+
+    do_PUT = do_PATCH = do_DELETE = do_POST  # noqa: N815
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 (http.server's signature)
         sys.stderr.write(f"{self.address_string()} {format % args}\n")

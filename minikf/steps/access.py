@@ -11,10 +11,12 @@ import requests
 from minikf.steps.base import StepContext, StepFailed, StepOutcome
 
 
-def _status(url: str, token: str | None) -> int | str:
+def _status(method: str, url: str, token: str | None) -> int | str:
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    body = {} if method != "GET" else None  # an empty JSON object: past auth it is a 4xx
     try:
-        return requests.get(url, headers=headers, timeout=10).status_code
+        return requests.request(method, url, headers=headers, json=body, timeout=10,
+                                allow_redirects=False).status_code
     except requests.RequestException as exc:
         return type(exc).__name__
 
@@ -34,10 +36,17 @@ def _token(ctx: StepContext, target: dict, i: int, prefix: str = "") -> str | No
 
 
 def check_target(base: str, path: str, owner: str, other: str, without: list[int]) -> dict:
-    url = base.rstrip("/") + path
-    row = {"url": url, "no_token": _status(url, None), "other_user": _status(url, other),
-           "owner": _status(url, owner)}
-    row["ok"] = (row["no_token"] in without and row["other_user"] == 403 and row["owner"] == 200)
+    """`path` is "/p" (GET) or "METHOD /p". The owner gets 200 on a GET; on another method any
+    answer but 401/403 or a 5xx (an empty body may well be a 400: it got past the token)."""
+    method, _, rest = path.partition(" ") if " " in path else ("GET", "", path)
+    url = base.rstrip("/") + rest.strip()
+    row = {"url": url, "method": method.upper(), "no_token": _status(method, url, None),
+           "other_user": _status(method, url, other), "owner": _status(method, url, owner)}
+    owner_ok = (row["owner"] == 200 if row["method"] == "GET" else
+                isinstance(row["owner"], int) and row["owner"] not in (401, 403)
+                and row["owner"] < 500)
+    row["owner_ok"] = owner_ok
+    row["ok"] = row["no_token"] in without and row["other_user"] == 403 and owner_ok
     return row
 
 
@@ -58,13 +67,13 @@ def run(ctx: StepContext) -> StepOutcome:
     ctx.log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(ctx.log_path, "a") as log:
         for row in rows:
-            log.write(f"{row['target']} {row['url']}: without token {row['no_token']}, other "
+            log.write(f"{row['target']} {row['method']} {row['url']}: without token {row['no_token']}, other "
                       f"user {row['other_user']}, owner {row['owner']}, ok={row['ok']}\n")
     metrics = {
         "checks": len(rows),
         "refused_without_token": sum(1 for r in rows if r["no_token"] in (401, 403)),
         "refused_other_user": sum(1 for r in rows if r["other_user"] == 403),
-        "allowed_owner": sum(1 for r in rows if r["owner"] == 200),
+        "allowed_owner": sum(1 for r in rows if r["owner_ok"]),
         "errors": sum(1 for r in rows if not r["ok"]),
     }
     return StepOutcome(metrics=metrics, outputs={"checks": rows})
