@@ -155,3 +155,11 @@ steps:
     result = run_scenario(load_scenario(path), local, tmp_path / "r")
     with MetadataStore(db) as store:
         assert store.get(result.run_id).artifacts == []
+
+
+def test_image_is_what_the_platform_describes():
+    from minikf.metadata.lineage import image_of
+
+    assert image_of({"python": "3.11"}) == "none: host processes (python 3.11)"
+    assert image_of({"runtime_image": "sha256:ab", "server_image": None}) == "runtime_image=sha256:ab"
+    assert image_of({"image": "minikf/runtime:1"}) == "image=minikf/runtime:1"

@@ -73,9 +73,13 @@ def code_version() -> str:
     return f"git {sha[:12]}{'+dirty' if dirty else ''} (minikf {version})"
 
 
-def _image(platform_info: dict) -> str:
-    if platform_info.get("image"):
-        return str(platform_info["image"])
+def image_of(platform_info: dict) -> str:
+    """The images the platform ran the workload in (`image`, `runtime_image`, ... as its
+    describe() names them); on a platform without images, says so."""
+    images = {k: v for k, v in sorted(platform_info.items())
+              if (k == "image" or k.endswith("_image")) and v}
+    if images:
+        return ", ".join(f"{k}={v}" for k, v in images.items())
     return f"none: host processes (python {platform_info.get('python', '?')})"
 
 
@@ -181,7 +185,7 @@ def _collect(run, scenario, lookup, results_dir: Path) -> Lineage:
         run_id=run.run_id, scenario=run.scenario, platform=run.platform, status=run.status,
         started=run.started, results_dir=str(Path(results_dir).resolve()),
         code_version=code_version(), minikf_version=run.versions.get("minikf", ""),
-        image=_image(run.platform_info), versions=run.versions, params=params,
+        image=image_of(run.platform_info), versions=run.versions, params=params,
     )
     try:
         record.artifacts = _artifacts(run.steps, [Path(lookup.workdir).resolve(),
