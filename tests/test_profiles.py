@@ -256,3 +256,17 @@ def test_cli_create_list_delete(tmp_path):
     assert bad.returncode == 2 and "--memory-mb" in bad.stderr
     gone = _cli(home, "profiles", "delete", "alice", "--yes")
     assert gone.returncode == 0 and not (home / "profiles" / "alice").exists()
+
+
+def test_processes_of_a_run_started_from_a_step_stop_with_the_outer_run(tmp_path):
+    """profile_run's nested run: the outer run's timeout or Ctrl-C stops what it launched."""
+    profile, _ = create_profile("alice", home=tmp_path)
+    outer, inner = Resources(), Resources()
+    platform = ProfilePlatform(LocalPlatform(), profile, outer)
+    try:
+        proc = platform.launch([sys.executable, "-c", "import time; time.sleep(60)"], env={},
+                               log_path=tmp_path / "sleep.log", resources=inner)
+        outer.stop_processes()
+        assert proc.wait(timeout=10) is not None
+    finally:
+        inner.cleanup()

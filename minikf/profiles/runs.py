@@ -17,6 +17,8 @@ class ProfilePlatform:
 
     inner: Any
     profile: Profile
+    outer: Any = None
+    """A run's Resources that should also stop these processes (a run started from a step)."""
 
     @property
     def name(self) -> str:
@@ -31,16 +33,21 @@ class ProfilePlatform:
                 "quota": self.profile.quota.model_dump()}
 
     def launch(self, argv: list[str], env: dict[str, str], log_path, resources):
-        return self.inner.launch(limited_argv(self.profile, argv), env=env, log_path=log_path,
+        proc = self.inner.launch(limited_argv(self.profile, argv), env=env, log_path=log_path,
                                  resources=resources)
+        if self.outer is not None:  # the outer step's timeout or Ctrl-C stops it too
+            self.outer.processes.append(proc)
+        return proc
 
     def missing(self, required: list[str]) -> list[str]:
         return self.inner.missing(required)
 
 
 def run_as(profile: Profile, scenario, platform: Any, params: dict | None = None,
-           progress=None):
-    """Run a scenario as `profile`: QuotaExceeded before anything starts when over quota."""
+           progress=None, outer=None):
+    """Run a scenario as `profile`: QuotaExceeded before anything starts when over quota.
+
+    `outer`: the Resources of a run this one is a step of, so stopping it stops this one."""
     from minikf.engine.runner import run_scenario
 
     merged = {**scenario.params, **(params or {})}
@@ -49,6 +56,6 @@ def run_as(profile: Profile, scenario, platform: Any, params: dict | None = None
     run_dir_name = uuid.uuid4().hex[:12]
     with run_slot(profile, run_dir_name):
         results = Path(profile.runs_dir) / run_dir_name
-        result = run_scenario(scenario, ProfilePlatform(platform, profile), results,
+        result = run_scenario(scenario, ProfilePlatform(platform, profile, outer), results,
                               params=params, progress=progress)
     return result, results

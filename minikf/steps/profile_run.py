@@ -26,7 +26,8 @@ def run(ctx: StepContext) -> StepOutcome:
         for i in range(int(ctx.arg("hold_slots", 0, int))):
             held.enter_context(run_slot(profile, f"{ctx.name}-held-{i}"))
         try:
-            result, run_dir = run_as(profile, scenario, ctx.platform, params)
+            result, run_dir = run_as(profile, scenario, ctx.platform, params,
+                                     outer=ctx.resources)
         except QuotaExceeded as exc:
             if not expect_refusal:
                 raise StepFailed(f"step {ctx.name!r}: {exc.message}") from None
