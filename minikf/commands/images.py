@@ -46,6 +46,19 @@ def list_cmd() -> None:
                    f"{', '.join(row['tags']) or '<untagged>'}")
 
 
+@app.command("prune")
+def prune_cmd() -> None:
+    """Remove older content tags and untagged build layers; keeps :latest and the base."""
+    from minikf.images.build import prune_images
+
+    removed, kept = prune_images()
+    for ref in removed:
+        typer.echo(f"removed {ref}")
+    for line in kept:
+        typer.echo(f"kept {line}")
+    typer.echo(f"{len(removed)} image(s) removed")
+
+
 def clean_cmd(
     run: str | None = typer.Option(None, help="only this run id (default: every run's leftovers)"),
 ) -> None:

@@ -199,3 +199,31 @@ def list_images() -> list[dict]:
         return sorted(rows, key=lambda r: r["created"], reverse=True)
     finally:
         cli.close()
+
+
+def prune_images() -> tuple[list[str], list[str]]:
+    """Remove older content tags of deps/runtime/server and untagged minikf layers.
+
+    Kept: every :latest and every base image (a base is minutes of debootstrap).
+    Returns (removed, kept back with the reason).
+    """
+    import docker
+
+    cli = engine.client()
+    removed, kept = [], []
+    try:
+        for image in cli.images.list(filters={"label": f"{engine.OWNER_LABEL}=1"}):
+            kind = (image.labels or {}).get("minikf.image")
+            if kind == "base" and image.tags:
+                continue
+            if any(t.endswith(":latest") for t in image.tags):
+                continue
+            for ref in image.tags or [image.id]:
+                try:
+                    cli.images.remove(ref, noprune=False)
+                    removed.append(ref if image.tags else image.short_id)
+                except docker.errors.APIError as exc:  # e.g. a child image still uses it
+                    kept.append(f"{ref}: {exc.explanation}")
+    finally:
+        cli.close()
+    return removed, kept
