@@ -1,0 +1,41 @@
+"""bench journey: the real Fashion-MNIST journey in a fresh CLI process (about 30 s here)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from minikf.cli import app
+
+
+@pytest.mark.slow
+def test_bench_journey_splits_wall_time_and_adds_a_report_section(tmp_path):
+    results, out = tmp_path / "run", tmp_path / "journey.json"
+    outcome = CliRunner().invoke(app, ["bench", "journey", "--results", str(results),
+                                       "--report", str(results), "--json", str(out)])
+    assert outcome.exit_code == 0, outcome.output
+
+    figures = json.loads(out.read_text())
+    for key in ("wall_s", "workload_s", "overhead_s", "overhead_pct", "outside_steps_s", "steps",
+                "largest_overheads", "machine", "date"):
+        assert key in figures, key
+    names = [s["name"] for s in figures["steps"]]
+    assert names == ["download", "preprocess", "train", "evaluate", "serve", "predict"]
+    for step in figures["steps"]:
+        assert 0 <= step["workload_s"] <= step["seconds"] + 1e-9, step
+        assert step["overhead_s"] == pytest.approx(step["seconds"] - step["workload_s"])
+    train = next(s for s in figures["steps"] if s["name"] == "train")
+    assert train["workload_s"] > 0  # rank 0's epochs were read from its log
+    assert figures["wall_s"] >= sum(s["seconds"] for s in figures["steps"])
+    assert figures["overhead_s"] == pytest.approx(figures["wall_s"] - figures["workload_s"])
+    assert 0 < figures["overhead_pct"] < 100
+    page = (results / "report.html").read_text()
+    assert "fashion-mnist" in page and "Benchmark: journey" in page
+    assert "platform overhead" in outcome.output
+
+
+def test_bench_journey_rejects_a_bad_param():
+    outcome = CliRunner().invoke(app, ["bench", "journey", "--param", "epochs"])
+    assert outcome.exception is not None and "key=value" in str(outcome.exception)
