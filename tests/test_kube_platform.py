@@ -217,14 +217,24 @@ def test_remote_mirrors_are_passed_to_the_pods_and_nothing_is_shipped(cluster, t
     platform = KubernetesPlatform(kubeconfig=str(kubeconfig))
     resources = Resources()
     request = TrainRequest("minikf-train-z", 2, 1, 64, 0.002, ["https://mirror.example/fm/"], False, 0.1)
-    with pytest.raises(ClusterStepFailed, match="not finished after 0.1s"):
+    api.objects[("", "team", "pods", "minikf-train-z-master-0")] = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "minikf-train-z-master-0",
+                     "labels": {"training.kubeflow.org/job-name": "minikf-train-z"}},
+        "status": {"phase": "Pending", "containerStatuses": [{
+            "name": "pytorch", "image": "minikf/runtime:latest", "imageID": "", "ready": False,
+            "restartCount": 0, "state": {"waiting": {"reason": "ErrImagePull",
+                                                     "message": "pull access denied\nmore"}}}]}}
+    with pytest.raises(ClusterStepFailed) as exc:
         platform.run_training(request, resources, tmp_path / "log", tmp_path / "out")
+    assert str(exc.value) == ("PyTorchJob minikf-train-z not finished after 0.1s; pods: "
+                              "minikf-train-z-master-0 Pending [pytorch: ErrImagePull (pull access denied)]")
     job = api.objects[("kubeflow.org", "team", "pytorchjobs", "minikf-train-z")]
     argv = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]["command"]
     assert argv[argv.index("--mirrors") + 1] == "https://mirror.example/fm/" and "--sample" not in argv
     assert not [k for k in api.objects if k[2] == "configmaps"]
     resources.cleanup()
-    assert not api.objects
+    assert not [k for k in api.objects if k[2] != "pods"]
 
 
 @pytest.mark.slow

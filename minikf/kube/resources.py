@@ -261,6 +261,13 @@ def job_finished(obj: dict) -> tuple[bool, bool, str]:
     return False, False, ""
 
 
+def job_pods_selector(kind: str, name: str) -> str:
+    """The label selector of every pod of a PyTorchJob or TrainJob."""
+    if kind == "PyTorchJob":
+        return f"training.kubeflow.org/job-name={name}"
+    return f"jobset.sigs.k8s.io/jobset-name={name}"
+
+
 def rank0_selector(kind: str, name: str) -> str:
     """The label selector of the pod that runs rank 0 (the one that writes the model)."""
     if kind == "PyTorchJob":

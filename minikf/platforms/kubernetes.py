@@ -121,6 +121,7 @@ class KubernetesPlatform:
         """Whether a Kubeflow Pipelines API is there: MINIKF_KFP_HOST, or its pod in kfp_namespace."""
         if os.environ.get("MINIKF_KFP_HOST"):
             return f"found at {os.environ['MINIKF_KFP_HOST']} (MINIKF_KFP_HOST)"
+        import urllib3
         from kubernetes.client.rest import ApiException
 
         from minikf.kube.kfp_driver import KFP_SELECTOR
@@ -129,7 +130,10 @@ class KubernetesPlatform:
             pods = self._core().list_namespaced_pod(self.kfp_namespace, label_selector=KFP_SELECTOR,
                                                     _request_timeout=self.cluster.timeout_s)
         except ApiException as exc:
-            return f"not checked: listing pods in {self.kfp_namespace!r} gave HTTP {exc.status}"
+            return (f"not checked: listing pods in {self.kfp_namespace!r} gave HTTP {exc.status} "
+                    f"(set MINIKF_KFP_HOST to the KFP API's URL)")
+        except urllib3.exceptions.HTTPError as exc:
+            return f"not checked: {type(exc).__name__} listing pods in {self.kfp_namespace!r}"
         if not pods.items:
             return f"not found: no {KFP_SELECTOR} pod in namespace {self.kfp_namespace!r}"
         return f"found: pod {pods.items[0].metadata.name} in namespace {self.kfp_namespace!r}"
@@ -269,10 +273,16 @@ class KubernetesPlatform:
             if finished:
                 break
             if time.monotonic() > deadline:
-                raise ClusterStepFailed(f"{what} not finished after {request.timeout_s:g}s")
+                pods = self._pods_summary(res.job_pods_selector(self.train_kind, spec.name))
+                raise ClusterStepFailed(f"{what} not finished after {request.timeout_s:g}s; {pods}")
             status(f"{what}: running ({request.workers} workers)")
             time.sleep(POLL_S)
-        log = self._rank0_log(spec.name)
+        try:
+            log = self._rank0_log(spec.name)
+        except ClusterStepFailed as exc:
+            if succeeded:
+                raise
+            raise ClusterStepFailed(f"{what} failed: {message} ({exc})") from None
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         Path(log_path).write_text(res.without_archive(log))
         if not succeeded:
@@ -289,8 +299,35 @@ class KubernetesPlatform:
         pods = self._api("list pods", core.list_namespaced_pod, self.namespace, label_selector=selector)
         if not pods.items:
             raise ClusterStepFailed(f"no rank-0 pod of {self.train_kind} {job} ({selector})")
-        return self._api(f"read log of pod {pods.items[0].metadata.name}", core.read_namespaced_pod_log,
-                         pods.items[0].metadata.name, self.namespace)
+        name = pods.items[0].metadata.name
+        # raw bytes: the client would json-decode a log that happens to be one JSON document
+        response = self._api(f"read log of pod {name}", core.read_namespaced_pod_log, name,
+                             self.namespace, _preload_content=False)
+        return response.data.decode(errors="replace")
+
+    def _pods_summary(self, selector: str) -> str:
+        """Each pod's phase and, for a container that is waiting or terminated, the reason:
+        what a user needs when a job or server never comes up (ErrImagePull, Pending, ...)."""
+        try:
+            pods = self._api("list pods", self._core().list_namespaced_pod, self.namespace,
+                             label_selector=selector)
+        except ClusterStepFailed as exc:
+            return f"pods not listed: {exc}"
+        if not pods.items:
+            return f"no pods ({selector}) were created"
+        parts = []
+        for pod in pods.items:
+            phase = (pod.status.phase if pod.status else None) or "Unknown"
+            reasons = []
+            for cs in (pod.status.container_statuses if pod.status else None) or []:
+                state = cs.state
+                detail = (state.waiting if state and state.waiting else
+                          state.terminated if state and state.terminated else None)
+                if detail is not None and detail.reason:
+                    reasons.append(f"{cs.name}: {detail.reason}" +
+                                   (f" ({detail.message.splitlines()[0]})" if detail.message else ""))
+            parts.append(f"{pod.metadata.name} {phase}" + (f" [{'; '.join(reasons)}]" if reasons else ""))
+        return "pods: " + ", ".join(parts)
 
     def serve_model(self, name: str, model_dir: Path, token: str, resources, timeout_s: float,
                     status=lambda text: None) -> str:
@@ -325,7 +362,8 @@ class KubernetesPlatform:
             if ready:
                 break
             if time.monotonic() > deadline:
-                raise ClusterStepFailed(f"{what} not ready after {timeout_s:g}s: {why}")
+                pods = self._pods_summary(res.predictor_selector(isvc_name))
+                raise ClusterStepFailed(f"{what} not ready after {timeout_s:g}s: {why}; {pods}")
             status(f"{what}: {why}")
             time.sleep(POLL_S)
         pods = self._api("list predictor pods", core.list_namespaced_pod, self.namespace,
