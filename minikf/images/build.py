@@ -148,8 +148,8 @@ def build_all(base: str | None = None, say: Callable[[str], None] = print,
     try:
         base_id = _image_id(cli, base_ref, pull=base is not None)
         wheels = CACHE / "wheelhouse"
-        requirements = wheelhouse.fill(wheels, wheelhouse.pinned_requirements(),
-                                       image_python(cli, base_ref), say=say)
+        python = image_python(cli, base_ref)
+        requirements = wheelhouse.fill(wheels, wheelhouse.pinned_requirements(), python, say=say)
         req_text = "\n".join(requirements) + "\n"
 
         @contextmanager
@@ -158,7 +158,8 @@ def build_all(base: str | None = None, say: Callable[[str], None] = print,
             with serve_directory(wheels) as url:
                 yield {"WHEELS_URL": url}
 
-        deps_id = step("deps", base_id, (req_text,), deps_context, {"BASE": base_ref})
+        deps_id = step("deps", base_id, (req_text,), deps_context,
+                       {"BASE": base_ref, "PYTHON_VERSION": python})
 
         source = wheelhouse.source_hash(root)
 

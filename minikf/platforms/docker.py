@@ -173,19 +173,25 @@ class DockerPlatform:
         self._checked = False
 
     def describe(self) -> dict:
-        info = self._client.version()
-        return {"name": self.name, "capabilities": sorted(self.capabilities),
-                "docker": info.get("Version"), "runtime_image": self._image_id(self.runtime_image),
-                "server_image": self._image_id(self.server_image), "python": sys.version.split()[0]}
+        """The engine's version and the images (content tag, Python) the workloads ran in."""
+        info = {"name": self.name, "capabilities": sorted(self.capabilities),
+                "docker": self._client.version().get("Version")}
+        for key, ref in (("runtime_image", self.runtime_image), ("server_image", self.server_image)):
+            image = self._image(ref)
+            tags = [t for t in (image.tags if image else []) if not t.endswith(":latest")]
+            info[key] = tags[0] if tags else (image.short_id if image else None)
+            if image and key == "runtime_image":
+                info["python"] = (image.labels or {}).get("minikf.python")
+        return info
 
     def missing(self, required: list[str]) -> list[str]:
         return sorted(set(required) - self.capabilities)
 
-    def _image_id(self, ref: str) -> str | None:
+    def _image(self, ref: str):
         import docker
 
         try:
-            return self._client.images.get(ref).short_id
+            return self._client.images.get(ref)
         except docker.errors.ImageNotFound:
             return None
 
