@@ -83,3 +83,29 @@ def test_batcher_runs_same_turn_requests_as_one_forward_pass():
     answers = asyncio.run(main())
     assert answers == [[3], [7, 7], [1, 1, 1]]
     assert calls == [3, 3]  # 1+2 fit under max_images=5; the 3 go in a second pass
+
+
+def test_onnx_export_serves_without_torch_and_goes_stale_with_the_weights(tmp_path):
+    import subprocess
+    import sys
+
+    from minikf.workload.fast_infer import export_onnx, load_exported
+    from minikf.workload.model import save_model
+
+    torch.manual_seed(0)
+    net = FashionCNN().eval()
+    model_dir = save_model(net, tmp_path / "model")
+    assert export_onnx(net, model_dir) == model_dir / "model.onnx"
+    x = np.random.default_rng(5).random((6, 28, 28), dtype=np.float32)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).argmax(1).tolist()
+    assert load_exported(model_dir)(x).argmax(axis=1).tolist() == want
+    # The point of it: a fresh process gets the runtime without importing torch.
+    probe = ("import sys; from minikf.workload.fast_infer import load_exported; "
+             f"assert load_exported({str(model_dir)!r}) is not None; print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
+    # New weights make the export stale: back to model.pt.
+    torch.manual_seed(1)
+    save_model(FashionCNN().eval(), model_dir)
+    assert load_exported(model_dir) is None

@@ -22,12 +22,14 @@ requested outputs, non-JSON content) goes on to KServe unchanged, so the protoco
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import orjson
-import torch
 
 log = logging.getLogger("minikf.serve")
 
@@ -38,12 +40,15 @@ class InputError(ValueError):
     """A request the model cannot take; answered 400 with {"error": message}."""
 
 
-def _onnx_runtime(net: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
-    """The model exported to ONNX in memory and run by ONNX Runtime on one thread."""
+ONNX_FILE = "model.onnx"
+ONNX_META = "model.onnx.json"
+
+
+def _onnx_bytes(net) -> bytes:
     import io
     import warnings
 
-    import onnxruntime as ort
+    import torch
 
     buffer = io.BytesIO()
     with warnings.catch_warnings():
@@ -51,16 +56,77 @@ def _onnx_runtime(net: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
         torch.onnx.export(net, (torch.zeros(1, 28, 28),), buffer, input_names=["x"],
                           output_names=["logits"], dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}},
                           dynamo=False)
+    return buffer.getvalue()
+
+
+def _ort_session(model: bytes | str) -> Callable[[np.ndarray], np.ndarray]:
+    """ONNX Runtime on one thread (the server is one process pinned to its share of CPU)."""
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     return lambda x: session.run(None, {"x": x})[0]
 
 
-def _torchscript(net: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+def _onnx_runtime(net) -> Callable[[np.ndarray], np.ndarray]:
+    """The model exported to ONNX in memory and run by ONNX Runtime."""
+    return _ort_session(_onnx_bytes(net))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def export_onnx(net, model_dir: Path) -> Path | None:
+    """Write model.onnx beside model.pt, checked against the eager model, so a server can start
+    without importing torch (seconds of every start). None, with a logged reason, if not possible.
+
+    model.onnx.json records the sha256 of the model.pt it came from: a changed model.pt makes
+    the export stale and the server goes back to model.pt.
+    """
+    import torch
+
+    model_dir = Path(model_dir)
+    try:
+        data = _onnx_bytes(net.eval())
+        run = _ort_session(data)
+        probe = torch.rand(4, 28, 28, generator=torch.Generator().manual_seed(0)).numpy()
+        with torch.inference_mode():
+            want = net(torch.from_numpy(probe)).numpy()
+        if not np.allclose(run(probe), want, rtol=1e-3, atol=1e-4):
+            raise ValueError("ONNX Runtime's logits differ from the eager model's")
+        (model_dir / ONNX_FILE).write_bytes(data)
+        meta = {"source": "model.pt", "sha256": _sha256(model_dir / "model.pt")}
+        (model_dir / ONNX_META).write_text(json.dumps(meta))
+        return model_dir / ONNX_FILE
+    except Exception as exc:  # the model is still served from model.pt
+        log.warning("no ONNX export for %s: %s", model_dir, exc)
+        return None
+
+
+def load_exported(model_dir: Path) -> Callable[[np.ndarray], np.ndarray] | None:
+    """An ONNX Runtime session from a current model.onnx (see export_onnx), without torch."""
+    model_dir = Path(model_dir)
+    onnx, meta, weights = model_dir / ONNX_FILE, model_dir / ONNX_META, model_dir / "model.pt"
+    try:
+        if not (onnx.is_file() and meta.is_file() and weights.is_file()):
+            return None
+        if json.loads(meta.read_text()).get("sha256") != _sha256(weights):
+            log.warning("%s is older than model.pt: serving model.pt", onnx)
+            return None
+        return _ort_session(str(onnx))
+    except Exception as exc:  # a broken export: model.pt is still there
+        log.warning("cannot use %s (%s): serving model.pt", onnx, exc)
+        return None
+
+
+def _torchscript(net) -> Callable[[np.ndarray], np.ndarray]:
+    import torch
+
     with torch.inference_mode():
         traced = torch.jit.optimize_for_inference(
             torch.jit.freeze(torch.jit.trace(net, torch.zeros(4, 28, 28))))
@@ -71,13 +137,15 @@ def _torchscript(net: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
     return run
 
 
-def compile_model(net: torch.nn.Module) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+def compile_model(net) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
     """The fastest runtime that gives the eager model's logits: (logits(x), its name).
 
     ONNX Runtime (several times faster than eager torch for this small CNN at batch 1-32 on
     one CPU thread), else frozen TorchScript, else eager; each candidate is checked against
     the eager model on batches of 1 and 4 and dropped, with a logged reason, if it differs.
     """
+    import torch
+
     net = net.eval()
     probe = torch.rand(4, 28, 28, generator=torch.Generator().manual_seed(0)).numpy()
     with torch.inference_mode():
