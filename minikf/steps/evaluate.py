@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from minikf.steps.base import StepContext, StepFailed, StepOutcome
+from minikf.workload.fast_infer import export_onnx
 from minikf.workload.model import CLASSES, load_model
 
 
@@ -43,6 +44,7 @@ def run(ctx: StepContext) -> StepOutcome:
     if published.exists():
         shutil.rmtree(published)
     shutil.copytree(model_dir, published)
+    export_onnx(model, published)  # model.onnx: the server then starts without importing torch
     outputs = {"model_dir": str(published), "accuracy": accuracy,
                "confusion": _confusion(y, pred), "predictions_sample": pred[:20].tolist()}
     return StepOutcome(metrics={"accuracy": accuracy, "test_images": int(len(y))}, outputs=outputs)
