@@ -31,6 +31,8 @@ def test_bench_journey_splits_wall_time_and_adds_a_report_section(tmp_path):
     assert figures["wall_s"] >= sum(s["seconds"] for s in figures["steps"])
     assert figures["overhead_s"] == pytest.approx(figures["wall_s"] - figures["workload_s"])
     assert 0 < figures["overhead_pct"] < 100
+    assert figures["framework_startup_s"] > 0
+    assert 0 <= figures["overhead_excluding_framework_startup_s"] <= figures["overhead_s"]
     page = (results / "report.html").read_text()
     assert "fashion-mnist" in page and "Benchmark: journey" in page
     assert "platform overhead" in outcome.output

@@ -169,7 +169,8 @@ def html_section(result: dict) -> str:
             f"<td>{s['workload_s']:.2f}</td><td>{s['overhead_s']:.2f}</td></tr>" for s in steps)
             + "</table>")
         pairs += [(k, result.get(k)) for k in ("wall_s", "workload_s", "overhead_s", "overhead_pct",
-                                               "outside_steps_s")]
+                                               "outside_steps_s", "framework_startup_s",
+                                               "overhead_excluding_framework_startup_pct")]
     raw = html.escape(json.dumps(result, indent=2))
     return (f"<section><h2>Benchmark: {html.escape(bench)}</h2><table>{_rows(pairs)}</table>"
             f"{extra}<details><summary>JSON</summary><pre>{raw}</pre></details></section>")

@@ -203,4 +203,7 @@ def bench_journey_cmd(
     typer.echo(f"wall {figures['wall_s']:.1f}s, workload {figures['workload_s']:.1f}s, platform overhead "
                f"{figures['overhead_s']:.1f}s = {figures['overhead_pct']:.0f}% (target <= 20%); "
                f"largest: {', '.join(figures['largest_overheads'])}")
+    typer.echo(f"of which PyTorch start-up in a fresh process (import torch + torch._dynamo via the "
+               f"optimizer, measured beside): {figures['framework_startup_s']:.1f}s; without it the "
+               f"overhead is {figures['overhead_excluding_framework_startup_pct']:.0f}%")
     _finish("journey", figures, json_path, save, report, compare, threshold)
