@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from minikf.engine.resources import Resources, free_port
+from minikf.engine.runner import run_scenario
 from minikf.errors import MinikfError
 from minikf.platforms.local import LocalPlatform
 from minikf.profiles import (
@@ -270,3 +271,35 @@ def test_processes_of_a_run_started_from_a_step_stop_with_the_outer_run(tmp_path
         assert proc.wait(timeout=10) is not None
     finally:
         inner.cleanup()
+
+
+ACCESS = """
+name: access
+steps:
+  - name: access
+    kind: access
+    timeout: 60
+    args:
+      other_token: {other}
+      targets:
+        - name: runs
+          url: {url}
+          token: {owner}
+          paths: [/api/profiles/alice/runs, POST /api/profiles/alice/runs]
+"""
+
+
+def test_access_step_passes_on_isolation_and_names_a_leak(api, write_scenario, tmp_path):
+    url, alice, bob = api
+    ok = run_scenario(load_scenario(write_scenario(ACCESS.format(url=url, owner=alice, other=bob))),
+                      LocalPlatform(), tmp_path / "ok")
+    assert ok.ok, ok.message
+    assert ok.steps[0].metrics == {"checks": 2, "refused_without_token": 2, "refused_other_user": 2,
+                                   "allowed_owner": 2, "errors": 0}
+    assert alice not in (tmp_path / "ok" / "results.json").read_text()
+    # "other" = alice herself: her own token is let through, which the step must call a failure
+    leak = run_scenario(load_scenario(write_scenario(ACCESS.format(url=url, owner=alice, other=alice),
+                                                     "leak.yaml")), LocalPlatform(), tmp_path / "leak")
+    assert not leak.ok
+    assert "2 of 2 access checks failed" in leak.message
+    assert "runs GET " + url + "/api/profiles/alice/runs: without token 401, other user 200" in leak.message

@@ -1,6 +1,8 @@
-"""Check token isolation on served endpoints: for each target path, a request without a
-token is refused (401; Jupyter answers 403), another user's token gets 403, and the owner's
-token gets 200. Tokens come in args (from ${secrets...}) or token files; never in outputs."""
+"""Check token isolation on served endpoints: for each target path ("/p" for GET, or
+"POST /p"), a request without a token is refused (401; Jupyter answers 403), another user's
+token gets 403, and the owner's token gets through (200 on a GET). Tokens come in args (from
+${secrets...}) or token files; never in outputs or the log. Any check that fails fails the
+step, naming the endpoint and what it answered."""
 
 from __future__ import annotations
 
@@ -76,4 +78,10 @@ def run(ctx: StepContext) -> StepOutcome:
         "allowed_owner": sum(1 for r in rows if r["owner_ok"]),
         "errors": sum(1 for r in rows if not r["ok"]),
     }
+    failed = [r for r in rows if not r["ok"]]
+    if failed:
+        lines = [f"{r['target']} {r['method']} {r['url']}: without token {r['no_token']}, other "
+                 f"user {r['other_user']} (want 403), owner {r['owner']}" for r in failed[:5]]
+        raise StepFailed(f"step {ctx.name!r}: {len(failed)} of {len(rows)} access checks failed:\n"
+                         + "\n".join(lines))
     return StepOutcome(metrics=metrics, outputs={"checks": rows})
