@@ -163,3 +163,27 @@ def test_image_is_what_the_platform_describes():
     assert image_of({"python": "3.11"}) == "none: host processes (python 3.11)"
     assert image_of({"runtime_image": "sha256:ab", "server_image": None}) == "runtime_image=sha256:ab"
     assert image_of({"image": "minikf/runtime:1"}) == "image=minikf/runtime:1"
+
+
+def test_typed_artifacts_a_step_declares_are_recorded(write_scenario, local, tmp_path, db):
+    """The `pipeline` step declares a KFP run's Datasets and Models this way."""
+    make = ("import json,os,sys; w=sys.argv[1]; os.makedirs(w+'/t/ckpt'); "
+            "open(w+'/t/ckpt/epoch-1.pt','w').write('c'); open(w+'/t/model.pt','w').write('m'); "
+            "open(w+'/raw.gz','w').write('d'); print(json.dumps({'artifacts': ["
+            "{'kind': 'model', 'name': 'train/model', 'path': w+'/t'}, "
+            "{'kind': 'dataset', 'name': 'download/raw', 'path': w+'/raw.gz'}]}))")
+    path = write_scenario(f"""name: typed
+steps:
+  - name: pipeline
+    kind: command
+    args: {{argv: [python, -c, "{make}", "${{workdir}}"]}}
+""")
+    result = run_scenario(load_scenario(path), local, tmp_path / "r")
+    with MetadataStore(db) as store:
+        run = store.get(result.run_id)
+    kinds = {a.name: a.kind for a in run.artifacts}
+    assert kinds == {"train/model/model.pt": "model", "train/model/ckpt/epoch-1.pt": "model",
+                     "download/raw/raw.gz": "dataset"}
+    from minikf.metadata.report import model_digest
+
+    assert model_digest(run) == hashlib.sha256(b"m").hexdigest()[:12]  # the model, not a checkpoint

@@ -116,21 +116,30 @@ def _numeric(metrics: dict) -> dict[str, float]:
     return found
 
 
+def _declared(outputs: dict) -> list[tuple[str, str, str]]:
+    """(kind, name, path) of a step's outputs: those named *_dir/_path/_file, and any typed
+    `artifacts` list ([{kind, name, path}], e.g. a KFP run's Datasets and Models)."""
+    found = [(artifact_kind(key), key, value) for key, value in outputs.items()
+             if isinstance(value, str) and key.endswith(("_dir", "_path", "_file"))]
+    for entry in outputs.get("artifacts") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+            kind = entry.get("kind") if entry.get("kind") in ("dataset", "model") else "artifact"
+            found.append((kind, str(entry.get("name", "artifact")), entry["path"]))
+    return found
+
+
 def _artifacts(steps, produced_in: list[Path]) -> list[Artifact]:
-    """Files the run produced: step outputs named *_dir/_path/_file under its work or results dir
-    (a step may name any folder, e.g. a server's root; those are not the run's to hash)."""
+    """Files the run produced, under its work or results dir (a step may name any folder, e.g.
+    a server's root; those are not the run's to hash)."""
     found: list[Artifact] = []
     for step in steps:
         if step.status != "passed":
             continue
-        for key, value in step.outputs.items():
-            if not (isinstance(value, str) and key.endswith(("_dir", "_path", "_file"))):
-                continue
+        for kind, label, value in _declared(step.outputs):
             path = Path(value).resolve()
             if not path.exists() or not any(path.is_relative_to(p) for p in produced_in):
                 continue
-            kind = artifact_kind(key)
-            found += [Artifact(step.name, kind, f"{key}/{name}", str(p), sha, size)
+            found += [Artifact(step.name, kind, f"{label}/{name}", str(p), sha, size)
                       for name, p, sha, size in hash_tree(path)]
     return found
 

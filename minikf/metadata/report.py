@@ -16,7 +16,8 @@ def model_digest(run: RunRecord) -> str:
     """A short id of the run's model: the sha256 of its weights file(s), '-' when none."""
     models = _final_models(run)
     weights = [a for a in models if a.name.endswith((".pt", ".pth", ".bin", ".safetensors"))]
-    chosen = weights or models
+    named = [a for a in weights if a.name.endswith("model.pt")]  # not a checkpoint
+    chosen = named or weights[-1:] or models
     return chosen[0].sha256[:12] if chosen else "-"
 
 

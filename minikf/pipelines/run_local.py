@@ -47,18 +47,46 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(json.dumps({"status": "SUCCESS", "output": _output(task),
                       "seconds": round(time.monotonic() - started, 3),
-                      "tasks": task_outputs(Path(args.root))}))
+                      "tasks": task_outputs(Path(args.root)),
+                      "artifacts": task_artifacts(Path(args.root), load_pipeline(args.name))}))
     return 0
+
+
+def _newest_run(root: Path) -> Path | None:
+    runs = [d for d in root.iterdir() if d.is_dir()] if root.is_dir() else []
+    return max(runs, key=lambda d: d.stat().st_mtime) if runs else None
+
+
+def task_artifacts(root: Path, pipeline) -> list[dict]:
+    """The output artifacts of the top-level tasks in the newest run, with their KFP type
+    (system.Dataset, system.Model, ...) from the pipeline spec, for the lineage store."""
+    newest = _newest_run(root)
+    if newest is None:
+        return []
+    spec = pipeline.pipeline_spec
+    found = []
+    for path in sorted(newest.glob("*/executor_output.json")):
+        task = path.parent.name
+        if task not in spec.root.dag.tasks:
+            continue
+        component = spec.components[spec.root.dag.tasks[task].component_ref.name]
+        types = {name: a.artifact_type.schema_title
+                 for name, a in component.output_definitions.artifacts.items()}
+        outputs = json.loads(path.read_text()).get("artifacts", {})
+        for name, entry in outputs.items():
+            for artifact in entry.get("artifacts", []):
+                found.append({"task": task, "name": name, "type": types.get(name, ""),
+                              "uri": artifact.get("uri", "")})
+    return found
 
 
 def task_outputs(root: Path) -> dict[str, dict]:
     """Every task's parameter outputs in the newest run under the pipeline root, by task path
     (e.g. `record-exit`, `for-loop-1-iteration-0/square`): the exit task's too, which a
     pipeline cannot return."""
-    runs = [d for d in root.iterdir() if d.is_dir()] if root.is_dir() else []
-    if not runs:
+    newest = _newest_run(root)
+    if newest is None:
         return {}
-    newest = max(runs, key=lambda d: d.stat().st_mtime)
     found = {}
     for path in sorted(newest.rglob("executor_output.json")):
         try:

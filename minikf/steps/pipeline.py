@@ -72,5 +72,14 @@ def run(ctx: StepContext) -> StepOutcome:
                          f"got {output!r} (log: {ctx.log_path})")
     if "report_task" in ctx.args:
         metrics.update(_report(result, ctx.arg("report_task", kind=str)))
-    outputs = {"status": status, "output": output}
+    outputs = {"status": status, "output": output, "artifacts": _artifacts(result)}
     return StepOutcome(metrics=metrics, outputs=outputs)
+
+
+_KINDS = {"system.Dataset": "dataset", "system.Model": "model"}
+
+
+def _artifacts(result: dict) -> list[dict]:
+    """The run's KFP artifacts as typed files for the lineage store (minikf/metadata)."""
+    return [{"kind": _KINDS.get(a.get("type", ""), "artifact"), "name": f"{a['task']}/{a['name']}",
+             "path": a["uri"]} for a in result.get("artifacts") or [] if a.get("uri")]
