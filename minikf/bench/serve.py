@@ -63,13 +63,18 @@ def _pin(pid: int, cpus: list[int]) -> None:
 
 
 def make_model(directory: Path) -> Path:
-    """A FashionCNN with fixed random weights: the same compute as the trained one."""
+    """A FashionCNN with fixed random weights (the same compute as the trained one), published as
+    the evaluate step publishes it: model.pt plus its model.onnx. The stock server reads model.pt."""
     import torch
 
+    from minikf.workload.fast_infer import export_onnx
     from minikf.workload.model import FashionCNN, save_model
 
     torch.manual_seed(0)
-    return save_model(FashionCNN().eval(), directory)
+    net = FashionCNN().eval()
+    save_model(net, directory)
+    export_onnx(net, directory)
+    return directory
 
 
 def request_body(batch: int = 1) -> bytes:
