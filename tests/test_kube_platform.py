@@ -44,12 +44,14 @@ class Controllers:
         self.started: set[str] = set()
         api.on_get = self.on_get
 
-    def _mount(self, ns: str, configmap: str) -> Path:
-        obj = self.api.objects[("", ns, "configmaps", configmap)]
-        target = self.tmp / "mounts" / configmap
+    def _mount(self, ns: str, volume: dict) -> Path:
+        """A projected volume of ConfigMaps, written out as the kubelet would."""
+        target = self.tmp / "mounts" / f"{volume['name']}-{len(self.started)}"
         target.mkdir(parents=True, exist_ok=True)
-        for name, data in obj["binaryData"].items():
-            (target / name).write_bytes(base64.b64decode(data))
+        for source in volume["projected"]["sources"]:
+            obj = self.api.objects[("", ns, "configmaps", source["configMap"]["name"])]
+            for name, data in obj["binaryData"].items():
+                (target / name).write_bytes(base64.b64decode(data))
         return target
 
     def on_get(self, obj: dict) -> None:
@@ -75,7 +77,7 @@ class Controllers:
                 pod = spec["template"]["spec"]
                 argv = list(pod["containers"][0]["command"])
                 if pod.get("volumes"):
-                    mount = self._mount(ns, pod["volumes"][0]["configMap"]["name"])
+                    mount = self._mount(ns, pod["volumes"][0])
                     argv = [str(mount) if a == res.DATA_MOUNT else a for a in argv]
                 if self.fail_job:
                     argv = ["python", "-c", "import sys; print('CUDA error: out of memory'); sys.exit(3)"]
@@ -102,7 +104,7 @@ class Controllers:
         assert trainer["numNodes"] == 1 and trainer["numProcPerNode"] == 1
         pod = obj["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"][
             "replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
-        mount = self._mount(ns, pod["volumes"][0]["configMap"]["name"])
+        mount = self._mount(ns, pod["volumes"][0])
         argv = [str(mount) if a == res.DATA_MOUNT else a for a in trainer["command"][1:]]
         assert argv[:2] == ["-m", "minikf.kube.job_entry"]
         pet = {"PET_NNODES": "1", "PET_NODE_RANK": "0", "PET_NPROC_PER_NODE": "1",
@@ -120,7 +122,7 @@ class Controllers:
     def _serve(self, obj: dict, name: str, ns: str) -> None:
         pod = obj["spec"]["predictor"]
         container = pod["containers"][0]
-        mount = self._mount(ns, pod["volumes"][0]["configMap"]["name"])
+        mount = self._mount(ns, pod["volumes"][0])
         secret = container["env"][0]["valueFrom"]["secretKeyRef"]["name"]
         token = self.api.objects[("", ns, "secrets", secret)]["stringData"]["token"]
         self.port = free_port()

@@ -20,8 +20,8 @@ SAMPLE = Path(__file__).parent.parent / "data" / "fashion-mnist-sample"
 
 def _spec(**kw) -> res.TrainSpec:
     base = dict(name="fm-train", namespace="team", workers=3,
-                argv=["python", "-m", "minikf.kube.job_entry", "--mirrors", res.DATA_MOUNT, "--sample"],
-                data_configmap="fm-data", labels={"minikf.dev/run": "r1"})
+                argv=["python3", "-m", "minikf.kube.job_entry", "--mirrors", res.DATA_MOUNT, "--sample"],
+                data_configmaps=["fm-data-0"], labels={"minikf.dev/run": "r1"})
     return res.TrainSpec(**{**base, **kw})
 
 
@@ -32,8 +32,11 @@ def test_pytorchjob_is_a_valid_sdk_object_with_master_and_workers():
     assert replicas["Master"].replicas == 1 and replicas["Worker"].replicas == 2
     container = replicas["Worker"].template.spec.containers[0]
     assert container.name == "pytorch"  # the operator injects MASTER_ADDR/RANK into this one
+    assert container.security_context.allow_privilege_escalation is False
+    assert container.security_context.capabilities.drop == ["ALL"]
+    assert container.image_pull_policy == "IfNotPresent"
     assert container.volume_mounts[0].mount_path == res.DATA_MOUNT
-    assert replicas["Master"].template.spec.volumes[0].config_map.name == "fm-data"
+    assert replicas["Master"].template.spec.volumes[0].projected.sources[0].config_map.name == "fm-data-0"
     assert model.spec.run_policy.backoff_limit == 0
 
 
@@ -69,42 +72,52 @@ def test_trainjob_is_a_valid_trainer_api_object():
     job = models.TrainerV1alpha1TrainJob.from_dict(obj)
     assert job.spec.runtime_ref.name == "torch-distributed"
     assert job.spec.trainer.num_nodes == 3
-    assert job.spec.trainer.command[:3] == ["python", "-m", "minikf.kube.job_entry"]
+    assert job.spec.trainer.command[:3] == ["python3", "-m", "minikf.kube.job_entry"]
     assert job.spec.trainer.num_proc_per_node == 1
     patched = job.spec.runtime_patches[0].training_runtime_spec.template.spec.replicated_jobs[0]
     pod = patched.template.spec.template.spec
-    assert pod.volumes[0].config_map.name == "fm-data"
+    assert pod.volumes[0].projected.sources[0].config_map.name == "fm-data-0"
     assert pod.containers[0].volume_mounts[0].mount_path == res.DATA_MOUNT
 
 
 def test_pydantic_check_names_a_field_the_sdk_drops():
     from kubeflow_trainer_api import models
 
-    obj = res.trainjob(_spec(data_configmap=None))
+    obj = res.trainjob(_spec(data_configmaps=[]))
     obj["spec"]["trainer"]["numNode"] = 2
     with pytest.raises(res.InvalidResource, match="spec.trainer.numNode"):
         res.check_pydantic(obj, models.TrainerV1alpha1TrainJob)
 
 
 def test_inference_service_serves_the_configmap_model_with_the_token_from_a_secret():
-    obj = res.inference_service(res.ServeSpec("fm-serve", "team", "fm-model", "fm-token"))
+    obj = res.inference_service(res.ServeSpec("fm-serve", "team", ["fm-model-0", "fm-model-1"], "fm-token"))
     model = res.check_openapi(obj, "V1beta1InferenceService")
     assert obj["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
     container = model.spec.predictor.containers[0]
     assert container.env[0].value_from.secret_key_ref.name == "fm-token"
     assert "--model-dir" in container.command and res.MODEL_MOUNT in container.command
-    assert model.spec.predictor.volumes[0].config_map.name == "fm-model"
+    assert container.security_context.seccomp_profile.type == "RuntimeDefault"
+    sources = model.spec.predictor.volumes[0].projected.sources
+    assert [s.config_map.name for s in sources] == ["fm-model-0", "fm-model-1"]  # one directory
     assert "token" not in str(container.command).lower()  # never on a command line
 
 
 def test_configmaps_and_secrets(tmp_path):
-    cm = res.files_configmap("fm-data", "team", SAMPLE)
+    (cm,) = res.files_configmaps("fm-data", "team", SAMPLE)
+    assert cm["metadata"]["name"] == "fm-data-0"
     assert sorted(cm["binaryData"]) == sorted(p.name for p in SAMPLE.iterdir())
     secret = res.token_secret("fm-token", "team", "s3cret")
     assert secret["stringData"] == {"token": "s3cret"}
+    model = tmp_path / "model"  # model.pt and model.onnx of ~0.83 MB each: two ConfigMaps
+    model.mkdir()
+    for name in ("model.pt", "model.onnx"):
+        (model / name).write_bytes(b"\1" * 830_000)
+    (model / "model.json").write_text("{}")
+    maps = res.files_configmaps("fm-model", "team", model)
+    assert [sorted(m["binaryData"]) for m in maps] == [["model.json", "model.onnx"], ["model.pt"]]
     (tmp_path / "big.bin").write_bytes(b"\0" * (res.CONFIGMAP_LIMIT + 1))
     with pytest.raises(res.InvalidResource, match="at most"):
-        res.files_configmap("big", "team", tmp_path)
+        res.files_configmaps("big", "team", tmp_path)
 
 
 def test_status_readers():

@@ -1,6 +1,6 @@
 """What each pod of the kubernetes training job runs: fetch the data, train, hand the model back.
 
-    python -m minikf.kube.job_entry --mirrors URL[,URL] [--sample] --epochs N --batch-size B --lr LR
+    python3 -m minikf.kube.job_entry --mirrors URL[,URL] [--sample] --epochs N --batch-size B --lr LR
 
 Every worker fetches and preprocesses the data itself (MD5-verified; from http(s) mirrors, or
 from the ConfigMap the platform mounts for the small bundled sample), then runs the same

@@ -27,6 +27,11 @@ MODEL_PORT = 8080
 CONFIGMAP_LIMIT = 1_000_000
 # Images loaded into kind (`kind load docker-image`) are not in a registry: never force a pull.
 PULL_POLICY = "IfNotPresent"
+# What the restricted Pod Security Standard asks of a container that may still run as root (the
+# runtime image does): no privilege escalation, no capabilities, the runtime's seccomp profile.
+def security_context() -> dict:
+    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"}}
 
 PYTORCHJOB = Crd("kubeflow.org", "v1", "pytorchjobs", "Kubeflow Training Operator")
 TRAINJOB = Crd("trainer.kubeflow.org", "v1alpha1", "trainjobs", "Kubeflow Trainer")
@@ -174,7 +179,7 @@ class TrainSpec:
     cpu: str = "1"
     memory: str = "2Gi"
     gpus: int = 0
-    data_configmap: str | None = None  # mounted at DATA_MOUNT when the data travels with the job
+    data_configmaps: list[str] = field(default_factory=list)  # projected at DATA_MOUNT if the data travels
     labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -189,8 +194,9 @@ def _container(name: str, spec: TrainSpec, command: list[str]) -> dict:
         "name": name, "image": spec.image, "imagePullPolicy": PULL_POLICY, "command": command,
         "env": [{"name": k, "value": v} for k, v in sorted(spec.env.items())],
         "resources": {"limits": limits, "requests": {"cpu": spec.cpu, "memory": spec.memory}},
+        "securityContext": security_context(),
     }
-    if spec.data_configmap:
+    if spec.data_configmaps:
         container["volumeMounts"] = [{"name": "data", "mountPath": DATA_MOUNT, "readOnly": True}]
     return container
 
@@ -198,8 +204,8 @@ def _container(name: str, spec: TrainSpec, command: list[str]) -> dict:
 def _pod_template(spec: TrainSpec) -> dict:
     pod: dict[str, Any] = {"containers": [_container("pytorch", spec, spec.argv)],
                            "restartPolicy": "Never"}
-    if spec.data_configmap:
-        pod["volumes"] = [{"name": "data", "configMap": {"name": spec.data_configmap}}]
+    if spec.data_configmaps:
+        pod["volumes"] = [projected_volume("data", spec.data_configmaps)]
     return {"metadata": {"labels": dict(spec.labels)}, "spec": pod}
 
 
@@ -236,8 +242,8 @@ def trainjob(spec: TrainSpec, runtime: str = "torch-distributed") -> dict:
         "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": dict(spec.labels)},
         "spec": {"runtimeRef": {"name": runtime}, "trainer": trainer},
     }
-    if spec.data_configmap:  # the trainer v1alpha1 API (2.3) patches the runtime's "node" pods
-        pod = {"volumes": [{"name": "data", "configMap": {"name": spec.data_configmap}}],
+    if spec.data_configmaps:  # the trainer v1alpha1 API (2.3) patches the runtime's "node" pods
+        pod = {"volumes": [projected_volume("data", spec.data_configmaps)],
                "containers": [{"name": "node", "volumeMounts": [
                    {"name": "data", "mountPath": DATA_MOUNT, "readOnly": True}]}]}
         obj["spec"]["runtimePatches"] = [{"manager": "minikf", "trainingRuntimeSpec": {"template": {
@@ -277,20 +283,34 @@ def rank0_selector(kind: str, name: str) -> str:
 
 # -- data and model as ConfigMaps --------------------------------------------------------------
 
-def files_configmap(name: str, namespace: str, directory: Path, labels: dict | None = None) -> dict:
-    """A ConfigMap holding every file of `directory` as binaryData (small data, a model)."""
+def files_configmaps(name: str, namespace: str, directory: Path, labels: dict | None = None) -> list[dict]:
+    """ConfigMaps holding every file of `directory` as binaryData (small data, a model), as few
+    as fit under the 1 MiB limit each; a projected volume puts them back in one directory."""
     import base64
 
     files = sorted(p for p in Path(directory).iterdir() if p.is_file())
-    size = sum(p.stat().st_size for p in files)
-    if size > CONFIGMAP_LIMIT:
-        raise InvalidResource(f"{directory} holds {size} bytes; a ConfigMap carries at most "
-                              f"{CONFIGMAP_LIMIT} (give the job http(s) mirrors to download from)")
-    obj = {"apiVersion": "v1", "kind": "ConfigMap",
-           "metadata": {"name": name, "namespace": namespace, "labels": dict(labels or {})},
-           "binaryData": {p.name: base64.b64encode(p.read_bytes()).decode() for p in files}}
-    check_openapi(obj, "V1ConfigMap")
-    return obj
+    groups: list[list[Path]] = []
+    for path in files:
+        size = path.stat().st_size
+        if size > CONFIGMAP_LIMIT:
+            raise InvalidResource(f"{path} is {size} bytes; a ConfigMap carries at most {CONFIGMAP_LIMIT} "
+                                  f"(give the job http(s) mirrors to download from)")
+        if not groups or sum(p.stat().st_size for p in groups[-1]) + size > CONFIGMAP_LIMIT:
+            groups.append([])
+        groups[-1].append(path)
+    objs = []
+    for i, group in enumerate(groups):
+        obj = {"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": f"{name}-{i}", "namespace": namespace, "labels": dict(labels or {})},
+               "binaryData": {p.name: base64.b64encode(p.read_bytes()).decode() for p in group}}
+        check_openapi(obj, "V1ConfigMap")
+        objs.append(obj)
+    return objs
+
+
+def projected_volume(name: str, configmaps: list[str]) -> dict:
+    """One directory made of several ConfigMaps."""
+    return {"name": name, "projected": {"sources": [{"configMap": {"name": c}} for c in configmaps]}}
 
 
 def token_secret(name: str, namespace: str, token: str, labels: dict | None = None) -> dict:
@@ -308,7 +328,7 @@ def token_secret(name: str, namespace: str, token: str, labels: dict | None = No
 class ServeSpec:
     name: str
     namespace: str
-    model_configmap: str
+    model_configmaps: list[str]
     token_secret: str
     image: str = RUNTIME_IMAGE
     cpu: str = "1"
@@ -327,7 +347,7 @@ def inference_service(spec: ServeSpec) -> dict:
     """
     container = {
         "name": "kserve-container", "image": spec.image, "imagePullPolicy": PULL_POLICY,
-        "command": ["python", "-m", "minikf.workload.server", "--model-dir", MODEL_MOUNT,
+        "command": ["python3", "-m", "minikf.workload.server", "--model-dir", MODEL_MOUNT,
                     "--port", str(MODEL_PORT), "--host", "0.0.0.0"],  # inside the pod only
         "env": [{"name": "MINIKF_SERVE_TOKEN",
                  "valueFrom": {"secretKeyRef": {"name": spec.token_secret, "key": "token"}}}],
@@ -336,14 +356,14 @@ def inference_service(spec: ServeSpec) -> dict:
         "resources": {"limits": {"cpu": spec.cpu, "memory": spec.memory},
                       "requests": {"cpu": spec.cpu, "memory": spec.memory}},
         "volumeMounts": [{"name": "model", "mountPath": MODEL_MOUNT, "readOnly": True}],
+        "securityContext": security_context(),
     }
     obj = {
         "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
         "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": dict(spec.labels),
                      "annotations": {"serving.kserve.io/deploymentMode": "RawDeployment"}},
         "spec": {"predictor": {"minReplicas": 1, "maxReplicas": 1, "containers": [container],
-                               "volumes": [{"name": "model",
-                                            "configMap": {"name": spec.model_configmap}}]}},
+                               "volumes": [projected_volume("model", spec.model_configmaps)]}},
     }
     check_openapi(obj, "V1beta1InferenceService")
     return obj

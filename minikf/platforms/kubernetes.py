@@ -223,23 +223,24 @@ class KubernetesPlatform:
         self._delete_later(resources, f"ConfigMap {name}",
                            lambda: self._core().delete_namespaced_config_map(name, self.namespace))
 
-    def _data_source(self, request: TrainRequest, resources) -> tuple[str, str | None]:
-        """(mirrors for the pods, ConfigMap name or None): URLs go as they are; a local
-        directory (the bundled sample) travels as a ConfigMap mounted into every worker."""
+    def _data_source(self, request: TrainRequest, resources) -> tuple[str, list[str]]:
+        """(mirrors for the pods, ConfigMap names): URLs go as they are; a local directory (the
+        bundled sample) travels as ConfigMaps mounted into every worker."""
         remote = [m for m in request.mirrors if m.startswith(("http://", "https://"))]
         if remote:
-            return ",".join(remote), None
+            return ",".join(remote), []
         local = next((Path(m) for m in request.mirrors if Path(m).is_dir()), None)
         if local is None:
             raise ClusterStepFailed(f"mirrors {request.mirrors} has neither an http(s) URL the cluster "
                                     f"can reach nor a local directory to ship to it")
-        name = res.dns_name(request.name, "data")
         try:
-            obj = res.files_configmap(name, self.namespace, local, self._labels(request.name))
+            objs = res.files_configmaps(res.dns_name(request.name, "data"), self.namespace, local,
+                                        self._labels(request.name))
         except res.InvalidResource as exc:
             raise ClusterStepFailed(str(exc)) from None
-        self._create_configmap(obj, resources)
-        return res.DATA_MOUNT, name
+        for obj in objs:
+            self._create_configmap(obj, resources)
+        return res.DATA_MOUNT, [o["metadata"]["name"] for o in objs]
 
     def run_training(self, request: TrainRequest, resources, log_path: Path, dest: Path,
                      status=lambda text: None) -> Path:
@@ -248,15 +249,15 @@ class KubernetesPlatform:
         plural = "pytorchjobs" if self.train_kind == "PyTorchJob" else "trainjobs"
         needs = res.COMMON_PERMISSIONS + res.TRAIN_PERMISSIONS[plural]
         require_permissions(self.cluster, self.namespace, needs)
-        mirrors, configmap = self._data_source(request, resources)
-        argv = ["python", "-m", "minikf.kube.job_entry", "--mirrors", mirrors,
+        mirrors, configmaps = self._data_source(request, resources)
+        argv = ["python3", "-m", "minikf.kube.job_entry", "--mirrors", mirrors,
                 "--epochs", str(request.epochs), "--batch-size", str(request.batch_size),
                 "--lr", str(request.lr)]
         if request.sample:
             argv.append("--sample")
         spec = res.TrainSpec(name=res.dns_name(request.name), namespace=self.namespace,
                              workers=request.workers, argv=argv, image=self.image,
-                             data_configmap=configmap, labels=self._labels(request.name))
+                             data_configmaps=configmaps, labels=self._labels(request.name))
         crd = res.PYTORCHJOB if plural == "pytorchjobs" else res.TRAINJOB
         obj = res.pytorchjob(spec) if plural == "pytorchjobs" else res.trainjob(spec)
         custom = self._custom()
@@ -341,12 +342,14 @@ class KubernetesPlatform:
         self._delete_later(resources, "token Secret", lambda: core.delete_namespaced_secret(
             secret["metadata"]["name"], self.namespace))
         try:
-            model = res.files_configmap(res.dns_name(name, "model"), self.namespace, model_dir, labels)
+            models = res.files_configmaps(res.dns_name(name, "model"), self.namespace, model_dir, labels)
         except res.InvalidResource as exc:
             raise ClusterStepFailed(str(exc)) from None
-        self._create_configmap(model, resources)
+        for obj in models:
+            self._create_configmap(obj, resources)
         obj = res.inference_service(res.ServeSpec(
-            name=isvc_name, namespace=self.namespace, model_configmap=model["metadata"]["name"],
+            name=isvc_name, namespace=self.namespace,
+            model_configmaps=[o["metadata"]["name"] for o in models],
             token_secret=secret["metadata"]["name"], image=self.image, labels=labels))
         crd, custom = res.INFERENCESERVICE, self._custom()
         what = f"InferenceService {isvc_name}"
