@@ -171,3 +171,33 @@ def test_start_for_unknown_user_is_a_clear_error(tmp_path):
     result = _cli(tmp_path, "start", "--user", "nobody")
     assert result.returncode == 2 and "no profile 'nobody'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+AS_USER = """
+name: nb-as-user
+requires: [notebooks]
+steps:
+  - name: nb
+    kind: notebook
+    timeout: 120
+    args:
+      notebook: {path}
+"""
+
+
+def test_a_notebook_run_as_a_user_runs_under_their_quota(tmp_path, write_scenario):
+    from minikf.profiles import Quota
+    from minikf.profiles.runs import run_as
+
+    path = _notebook(tmp_path / "q.ipynb", "out_dir = 'out'",
+                     "import json, os, pathlib, resource\n"
+                     "pathlib.Path(out_dir).mkdir(parents=True, exist_ok=True)\n"
+                     "(pathlib.Path(out_dir) / 'metrics.json').write_text(json.dumps({\n"
+                     "    'cpus': len(os.sched_getaffinity(0)),\n"
+                     "    'memory_mb': resource.getrlimit(resource.RLIMIT_AS)[0] // 2**20}))")
+    profile, _ = create_profile("alice", Quota(cpus=1, memory_mb=3000), home=tmp_path / "home")
+    result, _ = run_as(profile, load_scenario(write_scenario(AS_USER.format(path=path))),
+                       LocalPlatform())
+    assert result.ok, result.message
+    assert result.steps[0].metrics == {"cpus": 1, "memory_mb": 3000}
+    assert _kernels() == []

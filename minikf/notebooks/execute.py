@@ -7,11 +7,14 @@ inserted after it. The kernel runs in `cwd` with private Jupyter/IPython dirs un
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import nbformat
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+from traitlets import List, Unicode
 
 from minikf.errors import MinikfError
 from minikf.notebooks.procs import kill_tree
@@ -33,9 +36,25 @@ def kernel_env(cwd: Path) -> dict[str, str]:
             "IPYTHONDIR": str(private_dir(private / "ipython"))}
 
 
+class _PrefixedSpecs(KernelSpecManager):
+    """Kernel specs whose command runs under a prefix (a profile's quota wrapper)."""
+
+    prefix = List(Unicode())
+
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        spec = super().get_kernel_spec(kernel_name)
+        argv = list(spec.argv)
+        if argv and argv[0].startswith("python"):  # jupyter_client resolves only a leading one
+            argv[0] = sys.executable
+        spec.argv = [*self.prefix, *argv]
+        return spec
+
+
 def execute_notebook(path: Path, params: dict, cwd: Path, output: Path, timeout: float,
-                     on_client=None) -> nbformat.NotebookNode:
-    """Run every cell; write the executed notebook to `output` (0600) even when a cell fails."""
+                     on_client=None, kernel_prefix: list[str] | None = None) -> nbformat.NotebookNode:
+    """Run every cell; write the executed notebook to `output` (0600) even when a cell fails.
+
+    `kernel_prefix` goes in front of the kernel's command (e.g. a profile's quota wrapper)."""
     try:
         nb = nbformat.read(path, as_version=4)
     except (OSError, nbformat.ValidationError, ValueError) as exc:
@@ -45,6 +64,8 @@ def execute_notebook(path: Path, params: dict, cwd: Path, output: Path, timeout:
                             resources={"metadata": {"path": str(cwd)}})
     # ZMQ over Unix sockets in a private dir: the kernel opens no TCP port at all.
     client.km = client.create_kernel_manager()
+    if kernel_prefix:
+        client.km.kernel_spec_manager = _PrefixedSpecs(prefix=list(kernel_prefix))
     client.km.transport = "ipc"
     client.km.ip = str(private_dir(cwd / ".jupyter" / "ipc") / "kernel")
     if on_client is not None:

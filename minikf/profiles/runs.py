@@ -32,8 +32,12 @@ class ProfilePlatform:
         return {**self.inner.describe(), "profile": self.profile.name,
                 "quota": self.profile.quota.model_dump()}
 
+    def quota_argv(self, argv: list[str]) -> list[str]:
+        """argv under the profile's quota, for processes not started by `launch` (a kernel)."""
+        return limited_argv(self.profile, argv)
+
     def launch(self, argv: list[str], env: dict[str, str], log_path, resources):
-        proc = self.inner.launch(limited_argv(self.profile, argv), env=env, log_path=log_path,
+        proc = self.inner.launch(self.quota_argv(argv), env=env, log_path=log_path,
                                  resources=resources)
         if self.outer is not None:  # the outer step's timeout or Ctrl-C stops it too
             self.outer.processes.append(proc)

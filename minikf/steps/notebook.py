@@ -20,10 +20,13 @@ def run(ctx: StepContext) -> StepOutcome:
     out_dir = cwd / "out"
     params.setdefault("out_dir", str(out_dir))
     executed = private_dir(ctx.results_dir / "notebooks") / path.name
+    # run as a user (minikf profiles run): the kernel runs under the user's quota too
+    quota_argv = getattr(ctx.platform, "quota_argv", None)
     try:
         # the engine's step timeout is the one that fires; stop_kernel cleans up after it
         execute_notebook(path, params, cwd, executed, ctx.timeout + 60,
-                         on_client=lambda c: ctx.resources.on_cleanup(lambda: stop_kernel(c)))
+                         on_client=lambda c: ctx.resources.on_cleanup(lambda: stop_kernel(c)),
+                         kernel_prefix=quota_argv([]) if quota_argv else None)
     except MinikfError as exc:
         raise StepFailed(f"step {ctx.name!r}: {exc.message} (executed notebook: {executed})") from None
     metrics_file = Path(params["out_dir"]) / "metrics.json"
