@@ -49,7 +49,7 @@ def test_cli_cuda_without_gpu_says_so_in_one_line(tmp_path):
         pytest.skip("a GPU is present: the message is for machines without one")
     out = tmp_path / "train.json"
     result = CliRunner().invoke(app, ["bench", "train", "--workers", "1", "--device", "cuda",
-                                      "--json", str(out)])
+                                      "--rounds", "1", "--json", str(out)])
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if "GPU" in line]
     assert lines == ["no GPU present: --device cuda runs the CPU part only (no ResNet-50 figure)"]

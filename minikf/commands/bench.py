@@ -66,6 +66,7 @@ def bench_train_cmd(
     batch_size: int = typer.Option(64),
     device: str = typer.Option("auto", help="cpu | cuda | auto (cuda where present)"),
     resnet_steps: int = typer.Option(30, help="timed steps of the ResNet-50 figure (CUDA only)"),
+    rounds: int = typer.Option(2, help="baseline and harness alternate this many times; best counts"),
     json_path: Path | None = JSON_OPT,
     save: bool = SAVE_OPT,
     report: Path | None = REPORT_OPT,
@@ -88,6 +89,8 @@ def bench_train_cmd(
         counts = [int(w) for w in workers.split(",") if w.strip()]
     except ValueError:
         raise MinikfError(f"--workers: expected numbers like 1,2, got {workers!r}", 2) from None
+    if rounds < 1:
+        raise MinikfError("--rounds must be >= 1", 2)
     if not counts or min(counts) < 1:
         raise MinikfError(f"--workers: expected positive numbers like 1,2, got {workers!r}", 2)
     if device == "cuda" and not torch.cuda.is_available():
@@ -98,7 +101,7 @@ def bench_train_cmd(
         fashion_data.download(raw, [str(sample)], dict(fashion_data.SAMPLE_FILES))
         fashion_data.preprocess(raw, data)
         figures = bench_train(data, counts, epochs=epochs, batch_size=batch_size,
-                              device=device, resnet_steps=resnet_steps)
+                              device=device, resnet_steps=resnet_steps, rounds=rounds)
     if figures.get("note") and device != "cuda":
         typer.echo(figures["note"])
 
