@@ -98,3 +98,27 @@ def test_relay_keeps_why_the_remote_failed():
         assert client.recv(10) == b""  # closed
     relay.close()
     assert relay.errors == ["ConnectionRefusedError: pod not running"]
+
+
+def test_kube_check_lists_what_the_cluster_has_and_lacks(tmp_path):
+    crds = {("kubeflow.org", "v1", "pytorchjobs"), ("serving.kserve.io", "v1beta1", "inferenceservices")}
+    allowed = {("create", "", "configmaps"), ("delete", "", "configmaps"), ("list", "", "pods"),
+               ("get", "", "pods/log")}
+    with FakeApiServer(crds=crds, allowed=allowed) as api:
+        proc = _minikf("kube", "check", "--kubeconfig", str(api.kubeconfig(tmp_path)), "--namespace", "ml",
+                       cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    out = proc.stdout
+    assert "(Kubernetes v1.31.0-fake, context fake), namespace ml" in out
+    assert "✓ pytorchjobs.kubeflow.org" in out and "- trainjobs.trainer.kubeflow.org" in out
+    assert "capabilities: serving, training" in out
+    assert "missing permissions in namespace 'ml': create pytorchjobs.kubeflow.org" in out
+    assert "create pods/portforward" in out
+
+
+def test_kube_check_passes_on_a_complete_cluster(tmp_path):
+    crds = {("kubeflow.org", "v1", "pytorchjobs"), ("serving.kserve.io", "v1beta1", "inferenceservices")}
+    with FakeApiServer(crds=crds) as api:
+        proc = _minikf("kube", "check", "--kubeconfig", str(api.kubeconfig(tmp_path)), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "permissions: all 13 verbs the journeys use are allowed" in proc.stdout
