@@ -171,3 +171,20 @@ def test_not_an_api_server(tmp_path):
         server.shutdown()
         server.server_close()
     assert "answered /version with HTTP 404" in _one_line(exc)
+
+
+def test_tls_to_a_plain_http_server_and_an_unknown_host(tmp_path):
+    import json
+
+    with FakeApiServer() as api:
+        path = api.kubeconfig(tmp_path)
+        path.write_text(path.read_text().replace("http://", "https://"))
+        with pytest.raises(MinikfError) as exc:
+            connect(str(path))
+        assert _one_line(exc).endswith("TLS failed: wrong version number")
+    doc = json.loads(path.read_text())
+    doc["clusters"][0]["cluster"]["server"] = "https://no-such-host.invalid:6443"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(MinikfError) as exc:
+        connect(str(path))
+    assert _one_line(exc).endswith("host name does not resolve")

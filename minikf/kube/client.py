@@ -140,8 +140,11 @@ def _reason(exc: BaseException) -> str:
         return "connection timed out"
     if isinstance(inner, u3.ReadTimeoutError) or isinstance(exc, u3.ReadTimeoutError):
         return "no answer in time"
-    if isinstance(inner, u3.SSLError):
-        return f"TLS failed ({str(inner).split(':')[-1].strip(' )') or 'handshake'})"
+    if isinstance(inner, u3.SSLError):  # "[SSL: CODE] what went wrong (_ssl.c:1006)"
+        import re
+
+        found = re.search(r"\]\s*([^()]+?)\s*\(_ssl", str(inner))
+        return f"TLS failed: {found.group(1) if found else 'handshake error'}"
     return str(inner).splitlines()[0] if str(inner) else type(inner).__name__
 
 
