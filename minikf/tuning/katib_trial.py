@@ -8,11 +8,14 @@ python -m minikf.tuning.katib_trial --data DIR --out DIR --epochs N --batch-size
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+from minikf.engine.resources import free_port
 from minikf.tuning.trial import CheckpointScorer, train_argv, watch_epochs
+from minikf.workload.contract import worker_env
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     params = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}
-    worker = subprocess.Popen(train_argv(args.data, args.out, params))
+    # One worker; a free rendezvous port unless the pod says otherwise (the trainer's default,
+    # 29500, may be taken on a shared host).
+    env = {**worker_env(0, 1, free_port()), **os.environ}
+    worker = subprocess.Popen(train_argv(args.data, args.out, params), env=env)
     for epoch, scores in watch_epochs([worker], args.out, CheckpointScorer(args.data)):
         print(f"epoch={epoch}", flush=True)
         for name, value in scores.items():
