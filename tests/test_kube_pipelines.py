@@ -33,6 +33,7 @@ class FakeKfp:
         self.runs: dict[str, dict] = {}
         self.experiments: list[dict] = []
         self.users: set[str | None] = set()
+        self.terminated: list[str] = []
 
     def __enter__(self) -> FakeKfp:
         state = self
@@ -69,6 +70,9 @@ class FakeKfp:
                     experiment = {**body, "experiment_id": uuid.uuid4().hex}
                     state.experiments.append(experiment)
                     return self._send(200, experiment)
+                if self.path.startswith("/apis/v2beta1/runs/") and self.path.endswith(":terminate"):
+                    state.terminated.append(self.path.split("/")[-1].split(":")[0])
+                    return self._send(200, {})
                 if self.path == "/apis/v2beta1/runs":
                     run_id = uuid.uuid4().hex
                     state.runs[run_id] = {**body, "run_id": run_id, "state": "PENDING"}
@@ -214,3 +218,28 @@ def test_the_platform_spec_is_one_kfp_accepts(tmp_path):
     executors = json_format.MessageToDict(parsed)["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert set(executors) == set(spec["deploymentSpec"]["executors"])
     assert {e["imagePullPolicy"] for e in executors.values()} == {"IfNotPresent"}
+
+
+def test_a_stopped_driver_terminates_its_run(tmp_path):
+    """The engine's cleanup sends SIGTERM: the run on the cluster is terminated, not left running."""
+    import signal
+    import time
+
+    with FakeKfp(final_state="RUNNING") as kfp_api:
+        proc = subprocess.Popen([sys.executable, "-m", "minikf.kube.kfp_driver", "basics-sequential"],
+                                stdout=subprocess.PIPE, text=True,
+                                env={**os.environ, "MINIKF_KFP_HOST": kfp_api.url, "HOME": str(tmp_path)})
+        try:
+            deadline = time.monotonic() + 60
+            while not kfp_api.runs and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert kfp_api.runs, "the driver submitted no run"
+            time.sleep(1)
+            proc.send_signal(signal.SIGTERM)
+            out, _ = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 1
+        assert kfp_api.terminated == list(kfp_api.runs)
+        assert "terminated (Stopped)" in out

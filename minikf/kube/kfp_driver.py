@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import secrets
+import signal
 import sys
 import tempfile
 import time
@@ -47,6 +48,14 @@ def kfp_endpoint(cluster, kfp_namespace: str):
                           f"{kfp_namespace!r}; install KFP or set MINIKF_KFP_HOST", 4)
     forward = PortForward(cluster.api_client, kfp_namespace, running[0].metadata.name, KFP_PORT)
     return forward.start(), forward.close
+
+
+class Stopped(Exception):
+    """SIGTERM while waiting for the run."""
+
+
+def _stopped(signum, frame) -> None:
+    raise Stopped()
 
 
 def compile_package(pipeline, path, pull_policy: str = "IfNotPresent"):
@@ -106,7 +115,14 @@ def main(argv: list[str] | None = None) -> int:
                 run_name=f"minikf-{args.name}-{secrets.token_hex(3)}", experiment_name="minikf",
                 namespace=namespace)
         print(f"submitted run {run.run_id} to {host}", flush=True)
-        done = client.wait_for_run_completion(run.run_id, timeout=args.timeout)
+        try:
+            signal.signal(signal.SIGTERM, _stopped)  # the engine's cleanup, a timeout, Ctrl-C
+            done = client.wait_for_run_completion(run.run_id, timeout=args.timeout, sleep_duration=2)
+        except (Stopped, KeyboardInterrupt, TimeoutError) as exc:
+            # nothing left running on the cluster: the run is terminated, not just abandoned
+            client.terminate_run(run.run_id)
+            print(f"run {run.run_id} terminated ({type(exc).__name__})", flush=True)
+            return 1
         seconds = round(time.monotonic() - started, 3)
     except MinikfError as exc:
         print(f"error: {exc.message}", flush=True)
