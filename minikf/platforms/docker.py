@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from minikf.engine.resources import kill_process_group
 from minikf.errors import MinikfError
 from minikf.images import engine
 from minikf.images.build import WORKLOAD
@@ -252,9 +253,13 @@ class DockerPlatform:
         self._track(resources, run_id)
         image = self._client.images.get(self.runtime_image).tags
         content = next((t for t in image if not t.endswith(":latest")), self.runtime_image)
-        return resources.spawn(_resolve_json_arguments(argv), Path(log_path), env={
+        proc = resources.spawn(_resolve_json_arguments(argv), Path(log_path), env={
             **os.environ, **env, "MINIKF_KFP_RUNNER": "docker", "MINIKF_RUN_ID": run_id,
             "MINIKF_RUNTIME_IMAGE": content})
+        # Cleanup callbacks run newest first: the driver stops before its containers are
+        # removed, so it cannot start another task (an exit handler) after the removal.
+        resources.on_cleanup(lambda: kill_process_group(proc))
+        return proc
 
 
 def kfp_docker_runner(arguments: dict):
