@@ -148,3 +148,27 @@ def test_unchanged_rebuild_is_a_no_op_in_seconds():
     results = build_all(say=lambda _msg: None)
     assert [r.built for r in results] == [False, False, False]
     assert time.monotonic() - started < 30
+
+
+def test_a_base_without_python_is_one_clear_error_and_leaves_no_container(docker_client, tmp_path):
+    import io
+    import tarfile
+
+    from minikf.errors import MinikfError
+    from minikf.images.build import build_all
+
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        info = tarfile.TarInfo("etc/hostname")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"x\n"))
+    tag = f"minikf-test/nopython:{uuid.uuid4().hex[:8]}"
+    repo, _, version = tag.partition(":")
+    docker_client.api.import_image_from_data(data.getvalue(), repository=repo, tag=version)
+    try:
+        with pytest.raises(MinikfError) as caught:
+            build_all(base=tag, say=lambda _msg: None)
+        assert "no usable python3" in caught.value.message and tag in caught.value.message
+        assert docker_client.containers.list(all=True, filters={"ancestor": tag}) == []
+    finally:
+        docker_client.images.remove(tag, force=True)

@@ -78,15 +78,20 @@ def image_python(cli, ref: str) -> str:
     """The python3 version inside an image (3.11.2 on bookworm), asked in a throwaway container."""
     import docker
 
+    argv = ["python3", "-c", "import platform; print(platform.python_version())"]
+    container = cli.containers.create(ref, argv, network_mode="none", labels={engine.OWNER_LABEL: "1"})
     try:
-        out = cli.containers.run(ref, ["python3", "-c", "import platform; print(platform.python_version())"],
-                                 remove=True, network_mode="none", labels={engine.OWNER_LABEL: "1"})
-    except docker.errors.ContainerError as exc:
-        raise MinikfError(f"base image {ref} has no usable python3 (needs 3.11 with venv): {exc}", 2) \
+        container.start()
+        code = container.wait(timeout=60)["StatusCode"]
+        version = container.logs().decode().strip()
+    except docker.errors.DockerException as exc:
+        first = str(exc).splitlines()[0][:200]
+        raise MinikfError(f"base image {ref} has no usable python3 (needs 3.11 with venv): {first}", 2) \
             from None
-    version = out.decode().strip()
-    if not version.startswith("3.11."):
-        raise MinikfError(f"base image {ref} has Python {version}; the wheels are cp311: use a base "
+    finally:
+        container.remove(force=True)
+    if code != 0 or not version.startswith("3.11."):
+        raise MinikfError(f"base image {ref} has Python {version or '?'}; the wheels are cp311: use a base "
                           "with Python 3.11 (Debian bookworm)", 2)
     return version
 
