@@ -26,6 +26,7 @@ needs_locust = pytest.mark.skipif(importlib.util.find_spec("locust") is None,
 @pytest.mark.slow
 @needs_locust
 def test_bench_serve_reports_every_figure():
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
     result = bench_serve(users=2, duration=1.0, warmup=0.3, rounds=1)
 
     assert set(result["targets"]) == {"minikf", "stock", "ceiling"}
@@ -39,9 +40,10 @@ def test_bench_serve_reports_every_figure():
     for key in ("ratio_rps_minikf_vs_stock", "ratio_p99_minikf_vs_stock", "ratio_rps_minikf_vs_ceiling"):
         assert result[key] is not None and result[key] > 0, key
     assert "pinned" in result["pinning"]
-    # Every server and the load generator are gone.
-    assert not [p for p in psutil.Process().children(recursive=True) if p.is_running()
-                and p.status() != psutil.STATUS_ZOMBIE]
+    # Every server and the load generator it started are gone (other tests' processes aside).
+    left = [p for p in psutil.Process().children(recursive=True)
+            if p.pid not in before and p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not left, [p.cmdline() for p in left]
 
 
 def test_cpu_plan_splits_disjoint_cpus():
