@@ -36,6 +36,18 @@ def _read_line(proc: subprocess.Popen, marker: str, timeout: float = 60) -> str:
     raise AssertionError(f"no line with {marker!r} from the server")
 
 
+def test_server_module_refuses_to_start_without_a_token(tmp_path):
+    """`python -m minikf.workload.server` with no token exits 2 before binding a port."""
+    torch.manual_seed(0)
+    model = save_model(FashionCNN().eval(), tmp_path / "model")
+    env = {k: v for k, v in os.environ.items() if k != "MINIKF_SERVE_TOKEN"}
+    proc = subprocess.run([sys.executable, "-m", "minikf.workload.server", "--model-dir", str(model),
+                           "--port", str(free_port())], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)
+    assert proc.returncode == 2
+    assert "no token" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_minikf_serve_without_token_makes_one(tmp_path):
     """`minikf serve` with no --token is not an open endpoint: it makes a token and says it once."""
     torch.manual_seed(0)

@@ -249,8 +249,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--token", default=None, help=f"bearer token (prefer env {TOKEN_ENV})")
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
+    parser.add_argument("--no-auth", action="store_true",
+                        help="serve without a token (secure default: a token is required)")
     args = parser.parse_args(argv)
     token = os.environ.get(TOKEN_ENV) or args.token
+    if not token and not args.no_auth:
+        parser.error(f"no token: set {TOKEN_ENV} (or --token); --no-auth serves an open endpoint")
     serve(args.model, args.port, host=args.host, token=token, max_body_bytes=args.max_body_bytes)
 
 
