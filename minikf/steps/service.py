@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import time
@@ -26,6 +27,7 @@ def run(ctx: StepContext) -> StepOutcome:
     if argv and argv[0] == "python":
         argv[0] = sys.executable
     port = int(ctx.arg("port", kind=(int, str)))
-    proc = ctx.resources.spawn(argv, ctx.log_path, cwd=ctx.workdir)
+    env = {**os.environ, **{k: str(v) for k, v in ctx.arg("env", {}, dict).items()}}
+    proc = ctx.resources.spawn(argv, ctx.log_path, env=env, cwd=ctx.workdir)
     wait_for_port(port, proc, time.monotonic() + float(ctx.arg("ready_timeout", 30.0, (int, float))))
     return StepOutcome(outputs={"port": port, "pid": proc.pid, "url": f"http://127.0.0.1:{port}"})
