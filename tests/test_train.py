@@ -85,3 +85,24 @@ def test_a_dying_worker_fails_the_step_and_stops_the_rest(local, tmp_path, monke
         assert not _train_workers()
     finally:
         resources.cleanup()
+
+
+def test_worker_runs_under_torchrun(tmp_path):
+    """The same worker under `torchrun --standalone` (what a Kubeflow TrainJob's torch runtime
+    starts): the elastic agent owns the rendezvous store, so the worker must not open its own."""
+    import subprocess
+    import sys
+
+    from minikf.workload import fashion_data
+
+    fashion_data.download(tmp_path / "raw", [str(SAMPLE)], dict(fashion_data.SAMPLE_FILES))
+    fashion_data.preprocess(tmp_path / "raw", tmp_path / "data")
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "minikf.workload.train_worker", "--data", str(tmp_path / "data"),
+         "--out", str(tmp_path / "out"), "--epochs", "1"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Address already in use" not in proc.stderr
+    assert (tmp_path / "out" / "model" / "model.pt").exists()

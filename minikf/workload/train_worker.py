@@ -40,6 +40,8 @@ def _loopback_store(rank: int, world: int) -> dist.TCPStore | None:
     only: torch's TCPStore binds every interface unless handed a socket already bound.
     None (torch's env:// rendezvous) otherwise, e.g. across pods."""
     addr, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        return None  # under torchrun the elastic agent already serves the store on MASTER_PORT
     if not (addr == "localhost" or addr.startswith("127.")):
         return None
     listen_fd = None
