@@ -58,6 +58,8 @@ steps:
     assert len(evaluate.outputs["confusion"]) == 10
     assert sum(map(sum, evaluate.outputs["confusion"])) == evaluate.metrics["test_images"]
     assert len(evaluate.outputs["predictions_sample"]) == 20
+    assert evaluate.outputs["runtime"] == "onnxruntime"  # rank 0 exported model.onnx: no torch
+    assert (out / "model" / "model.onnx").is_file()
     load_model(out / "model")
     assert (out / "logs" / "train-worker-1.log").exists()
     assert not _train_workers()
@@ -85,6 +87,38 @@ def test_a_dying_worker_fails_the_step_and_stops_the_rest(local, tmp_path, monke
         assert not _train_workers()
     finally:
         resources.cleanup()
+
+
+def test_evaluate_without_model_onnx_runs_the_model_pt_and_exports_it(local, tmp_path):
+    """A model dir with only model.pt (e.g. trained on a cluster): evaluate runs it in PyTorch,
+    and publishes a model.onnx that gives the same predictions."""
+    import torch
+
+    from minikf.steps import evaluate
+    from minikf.workload.fast_infer import load_exported
+    from minikf.workload.model import FashionCNN, save_model
+
+    torch.manual_seed(0)
+    save_model(FashionCNN(), tmp_path / "trained")
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    np.savez(data / "test.npz", x=rng.random((64, 28, 28), dtype=np.float32),
+             y=rng.integers(0, 10, 64))
+    resources = Resources()
+    ctx = StepContext(name="evaluate", args={"model_dir": str(tmp_path / "trained"),
+                                             "data_dir": str(data)},
+                      workdir=tmp_path / "wd", log_path=tmp_path / "logs" / "evaluate.log",
+                      resources=resources, platform=local, params={}, timeout=60,
+                      results_dir=tmp_path / "r")
+    outcome = evaluate.run(ctx)
+    assert outcome.outputs["runtime"] == "torch"
+    assert outcome.metrics["test_images"] == 64
+    run = load_exported(tmp_path / "r" / "model")
+    assert run is not None
+    with np.load(data / "test.npz") as npz:
+        onnx_pred = run(npz["x"][:20]).argmax(1).tolist()
+    assert onnx_pred == outcome.outputs["predictions_sample"]
 
 
 def test_worker_runs_under_torchrun(tmp_path):

@@ -39,26 +39,28 @@ def _epoch_seconds(log: Path, train_images: int) -> float:
     return sum(train_images / r["images_per_s"] for r in rows if r.get("images_per_s"))
 
 
-def _evaluate_compute(model_dir: Path, data_dir: Path | None, test_images: int) -> float:
-    """The evaluate step's forward pass over the test set, warm (best of 3)."""
+def _evaluate_compute(model_dir: Path, data_dir: Path | None, test_images: int,
+                      runtime: str = "torch") -> float:
+    """The evaluate step's forward pass over the test set, in the runtime the step used
+    (ONNX Runtime on model.onnx, or PyTorch on model.pt), warm (best of 3)."""
     import numpy as np
-    import torch
 
-    from minikf.workload.model import load_model
+    from minikf.steps.evaluate import _predict, _torch_runner
+    from minikf.workload.fast_infer import load_exported
 
-    model = load_model(model_dir)
+    run = load_exported(model_dir) if runtime == "onnxruntime" else None
+    if run is None:
+        run, _ = _torch_runner(model_dir)
     if data_dir and (data_dir / "test.npz").exists():
         with np.load(data_dir / "test.npz") as npz:
             x = npz["x"].astype(np.float32)
     else:  # the work dir is gone: same shape, same compute
         x = np.zeros((test_images, 28, 28), dtype=np.float32)
     best = float("inf")
-    with torch.no_grad():
-        for _ in range(3):
-            started = time.perf_counter()
-            for i in range(0, len(x), 512):
-                model(torch.from_numpy(x[i:i + 512])).argmax(1)
-            best = min(best, time.perf_counter() - started)
+    for _ in range(3):
+        started = time.perf_counter()
+        _predict(run, x)
+        best = min(best, time.perf_counter() - started)
     return best
 
 
@@ -106,7 +108,7 @@ def bench_journey(params: dict[str, str] | None = None, results_dir: Path | None
                 work = _epoch_seconds(results / "logs" / "train-worker-0.log", train_images)
             elif name == "evaluate":
                 work = _evaluate_compute(results / "model", Path(data_dir) if data_dir else None,
-                                         test_images)
+                                         test_images, step["outputs"].get("runtime", "torch"))
             else:
                 work = 0.0
             work = min(work, seconds)

@@ -64,7 +64,8 @@ def run(ctx: StepContext) -> StepOutcome:
     argv = [sys.executable, "-m", "minikf.workload.train_worker", "--data", str(data_dir),
             "--out", str(out), "--epochs", str(epochs),
             "--batch-size", str(ctx.arg("batch_size", 64, int)),
-            "--lr", str(ctx.arg("lr", 0.002, (int, float)))]
+            "--lr", str(ctx.arg("lr", 0.002, (int, float))),
+            "--export-onnx"]  # evaluate and serve then run without importing torch
     if hasattr(ctx.platform, "run_training"):  # a cluster: one job of N pods (minikf/kube/journey.py)
         from minikf.kube.journey import train_on_cluster
 

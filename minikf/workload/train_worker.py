@@ -32,6 +32,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.002)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--export-onnx", action="store_true",
+                        help="rank 0 also writes model.onnx (checked against the model) beside model.pt")
     return parser.parse_args(argv)
 
 
@@ -120,6 +122,19 @@ def main(argv: list[str] | None = None) -> None:
         save_model(model.module.cpu(), args.out / "model")
     dist.barrier()
     dist.destroy_process_group()
+    if rank == 0 and args.export_onnx:
+        export_for_serving(model.module, args.out / "model")
+
+
+def export_for_serving(net, model_dir: Path) -> None:
+    """model.onnx beside model.pt, here where torch is already loaded (a fraction of a second),
+    so that evaluate and the model server never import torch (seconds each). Issue 6."""
+    try:
+        from minikf.workload.fast_infer import export_onnx
+    except ImportError as exc:  # an image without the serving extras: evaluate falls back to torch
+        print(f"no model.onnx: {exc}", file=sys.stderr)
+        return
+    export_onnx(net, model_dir)
 
 
 if __name__ == "__main__":
