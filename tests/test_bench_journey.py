@@ -1,4 +1,5 @@
-"""bench journey: the real Fashion-MNIST journey in a fresh CLI process (about 30 s here)."""
+"""bench journey: the real Fashion-MNIST journey in a fresh CLI process, twice (15 and 16
+epochs, about 50 s here)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from minikf.cli import app
 def test_bench_journey_splits_wall_time_and_adds_a_report_section(tmp_path):
     results, out = tmp_path / "run", tmp_path / "journey.json"
     outcome = CliRunner().invoke(app, ["bench", "journey", "--results", str(results),
-                                       "--report", str(results), "--json", str(out)])
+                                       "--report", str(results), "--json", str(out),
+                                       "--scale-epochs", "16"])
     assert outcome.exit_code == 0, outcome.output
 
     figures = json.loads(out.read_text())
@@ -33,9 +35,23 @@ def test_bench_journey_splits_wall_time_and_adds_a_report_section(tmp_path):
     assert 0 < figures["overhead_pct"] < 100
     assert figures["framework_startup_s"] > 0
     assert 0 <= figures["overhead_excluding_framework_startup_s"] <= figures["overhead_s"]
+    # the fixed overhead read as the workload it would be 20% of
+    assert figures["workload_s_for_target_pct"] == pytest.approx(4 * figures["overhead_s"])
+    assert figures["train_images"] > 0 and figures["epochs"] == 15
+    scaled = figures["scaled"]  # the second run, at 16 epochs
+    assert scaled["epochs"] == 16 and scaled["workload_s"] > 0
+    assert scaled["overhead_s"] == pytest.approx(scaled["wall_s"] - scaled["workload_s"])
+    assert figures["fixed_overhead_s"] + 15 * figures["overhead_per_epoch_s"] == pytest.approx(
+        figures["overhead_s"])
+    assert "per epoch" in outcome.output
     page = (results / "report.html").read_text()
     assert "fashion-mnist" in page and "Benchmark: journey" in page
     assert "platform overhead" in outcome.output
+
+
+def test_bench_journey_rejects_a_negative_scale():
+    outcome = CliRunner().invoke(app, ["bench", "journey", "--scale-epochs", "-1"])
+    assert outcome.exception is not None and "--scale-epochs" in str(outcome.exception)
 
 
 def test_bench_journey_rejects_a_bad_param():
