@@ -170,7 +170,11 @@ def html_section(result: dict) -> str:
             + "</table>")
         pairs += [(k, result.get(k)) for k in ("wall_s", "workload_s", "overhead_s", "overhead_pct",
                                                "outside_steps_s", "framework_startup_s",
-                                               "overhead_excluding_framework_startup_pct")]
+                                               "overhead_excluding_framework_startup_pct",
+                                               "workload_s_for_target_pct", "fixed_overhead_s",
+                                               "overhead_per_epoch_s")]
+        if result.get("scaled"):
+            pairs += [(f"at {result['scaled'].get('epochs')} epochs", json.dumps(result["scaled"]))]
     raw = html.escape(json.dumps(result, indent=2))
     return (f"<section><h2>Benchmark: {html.escape(bench)}</h2><table>{_rows(pairs)}</table>"
             f"{extra}<details><summary>JSON</summary><pre>{raw}</pre></details></section>")
