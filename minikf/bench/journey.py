@@ -6,13 +6,17 @@ Then each step's time is split into the workload's own compute and the rest (pla
 - download, preprocess: all workload (in-process data work, nothing else happens there);
 - train: workload = the sum of rank 0's timed epochs (from its log); the rest is process start-up,
   imports, rendezvous, DDP set-up, checkpoints, teardown;
-- evaluate: workload = the same forward pass over the test set, re-timed here in a warm process
-  (the step itself also pays the CLI process's first torch import and the model copy);
+- evaluate: workload = the same forward pass over the test set in the runtime the step used
+  (ONNX Runtime on rank 0's model.onnx, or PyTorch), re-timed here in a warm process (the step
+  also pays loading the model and copying it to the results);
 - serve: no workload: starting the model server is all platform;
 - predict: all workload (the requests the journey makes against the served model);
 - outside the steps (CLI start-up, scenario loading, results, cleanup): no workload.
 
-overhead_pct = (wall - workload) / wall.
+overhead_pct = (wall - workload) / wall; overhead_s beside it, and workload_s_for_target_pct: the
+compute at which the same overhead would be 20% (at the default size, 700 training images, the
+overhead is mostly fixed start-up, so its share falls as the compute grows; --scale-epochs
+measures that with a second run).
 
 Beside it, the same run measures framework_startup_s: a fresh Python process importing torch and
 building an optimizer (which in torch 2.13 imports torch._dynamo). The train step's workers pay
