@@ -146,3 +146,32 @@ def test_listens_on_loopback_only(server):
     if not listeners:
         pytest.skip("no /proc/net/tcp view of the listener")
     assert listeners == ["0100007F"], listeners
+
+
+def test_kserve_path_checks_requests_like_the_fast_path(tmp_path):
+    """Requests the fast path hands on to KServe (e.g. V2 with binary data or parameters) reach
+    FashionModel.predict: the same checks, as KServe's InvalidInput (400)."""
+    import numpy as np
+    import torch
+    from kserve import InferInput, InferRequest
+    from kserve.errors import InvalidInput
+
+    from minikf.workload.model import FashionCNN, save_model
+    from minikf.workload.server import FashionModel
+
+    torch.manual_seed(0)
+    model = FashionModel("fashion-mnist", save_model(FashionCNN().eval(), tmp_path / "model"))
+    model.load()
+    assert len(model.predict({"instances": np.zeros((2, 28, 28)).tolist()})["predictions"]) == 2
+
+    def v2(shape, datatype, dtype):
+        tensor = InferInput("x", shape, datatype)
+        tensor.set_data_from_numpy(np.zeros(shape, dtype=dtype))
+        return InferRequest(model_name="fashion-mnist", infer_inputs=[tensor])
+
+    assert len(model.predict(v2([3, 784], "FP32", np.float32)).outputs[0].data) == 3
+    bad = [({"instances": []}, "empty"), ({"instances": [[1, 2]]}, "shape"),
+           (v2([1, 784], "INT32", np.int32), "FP32"), (v2([1, 28, 27], "FP32", np.float32), "shape")]
+    for payload, word in bad:
+        with pytest.raises(InvalidInput, match=word):
+            model.predict(payload)
