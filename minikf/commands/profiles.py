@@ -106,13 +106,8 @@ def api_cmd(
     home: Path | None = typer.Option(None, help=HOME_HELP),
 ) -> None:
     """Serve every profile's runs and artifacts; each user's token opens only their own."""
-    from minikf.profiles.api import make_server
+    from minikf.profiles.api import make_server, serve_until_interrupted
 
     server = make_server(port, host, home)
     typer.echo(f"profiles API on http://{host}:{port} (Ctrl-C stops it)", err=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_interrupted(server)

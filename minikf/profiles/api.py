@@ -127,6 +127,11 @@ def main(argv: list[str] | None = None) -> None:
     server = make_server(args.port, args.host)
     print(f"profiles API on http://{args.host}:{args.port} for "
           f"{len(list_profiles(server.RequestHandlerClass.home))} profile(s)", flush=True)
+    serve_until_interrupted(server)
+
+
+def serve_until_interrupted(server) -> None:
+    """Serve until Ctrl-C, then close the listening socket (the CLI and `python -m` both use it)."""
     try:
         server.serve_forever()
     except KeyboardInterrupt:
