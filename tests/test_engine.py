@@ -169,3 +169,25 @@ steps:
     assert not listening(port)
     data = json.loads((out / "results.json").read_text())
     assert data["status"] == "failed" and "interrupted" in data["message"]
+
+
+def test_a_platform_error_is_the_steps_message(write_scenario, tmp_path):
+    """A MinikfError from a platform (e.g. docker's stale image) reaches the results as its own
+    one-line message, like a StepFailed, not as a bug report with the exception's class name."""
+    from minikf.errors import MinikfError
+    from minikf.platforms.local import LocalPlatform
+
+    class StaleImages(LocalPlatform):
+        def launch(self, argv, env, log_path, resources):
+            raise MinikfError("images are stale: run `minikf images build`")
+
+    path = write_scenario("""name: stale
+requires: [pipelines]
+steps:
+  - name: p
+    kind: pipeline
+    args: {pipeline: basics-sequential}
+""")
+    result = run_scenario(load_scenario(path), StaleImages(), tmp_path / "r")
+    assert result.status == "failed"
+    assert result.steps[0].message == "images are stale: run `minikf images build`"

@@ -17,6 +17,7 @@ from typing import Any
 from minikf.engine.resources import Resources, free_port
 from minikf.engine.results import RunResult, StepResult, versions, write_all
 from minikf.engine.templating import TemplateError, render
+from minikf.errors import MinikfError
 from minikf.metadata import lineage
 from minikf.scenario.schema import Scenario, Step
 from minikf.steps import StepContext, StepFailed, StepOutcome, load_step
@@ -122,7 +123,7 @@ def _run_step(step: Step, lookup: _Lookup, base: dict) -> StepResult:
         result.message = "; ".join(failures)
     except TimeoutError as exc:
         result.status, result.message = "timeout", str(exc)
-    except (StepFailed, TemplateError) as exc:
+    except (StepFailed, TemplateError, MinikfError) as exc:  # messages meant for the user
         result.status, result.message = "failed", str(exc)
     except Exception as exc:  # a bug in a step: still a result, with its log path
         result.status = "failed"

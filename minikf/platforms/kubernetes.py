@@ -19,6 +19,7 @@ from typing import Any
 from minikf.errors import MinikfError
 from minikf.kube import resources as res
 from minikf.kube.client import Cluster, connect, missing_crds, require_permissions
+from minikf.platforms.base import TrainRequest
 from minikf.steps.base import StepFailed
 
 POLL_S = 2.0
@@ -38,20 +39,6 @@ COMPONENT_NAMESPACES = ("kubeflow", "kubeflow-system", "kserve")
 
 class ClusterStepFailed(StepFailed):
     """A cluster resource failed; the message says which and why."""
-
-
-@dataclass
-class TrainRequest:
-    """What the train step asks for: the journey's hyperparameters and where the data comes from."""
-
-    name: str
-    workers: int
-    epochs: int
-    batch_size: int
-    lr: float
-    mirrors: list[str]
-    sample: bool
-    timeout_s: float
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,10 @@ class StepContext:
     results_dir: Path
     status: Callable[[str], None] = field(default=lambda text: None)
     """Updates the live progress line of this step (a no-op when not on a terminal)."""
+
+    def unique_name(self) -> str:
+        """A name for what this step creates, unique per run and valid as a Kubernetes object name."""
+        return f"minikf-{self.name}-{secrets.token_hex(3)}"
 
     def arg(self, key: str, default: Any = ..., kind: type | tuple = object) -> Any:
         """An argument, with a clear error naming the step and field when missing or wrong."""

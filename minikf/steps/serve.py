@@ -20,10 +20,10 @@ def run(ctx: StepContext) -> StepOutcome:
     token = str(ctx.arg("token", kind=str))
     if not (model_dir / "model.pt").is_file():
         raise StepFailed(f"step {ctx.name!r}: no model at {model_dir} (expected model.pt)")
-    if hasattr(ctx.platform, "serve_model"):  # a cluster: an InferenceService (minikf/kube/journey.py)
-        from minikf.kube.journey import serve_on_cluster
-
-        return StepOutcome(outputs={"url": serve_on_cluster(ctx, model_dir, token), "model": MODEL_NAME})
+    if hasattr(ctx.platform, "serve_model"):  # a cluster: an InferenceService
+        url = ctx.platform.serve_model(ctx.unique_name(), model_dir, token, ctx.resources,
+                                       timeout_s=ctx.timeout, status=ctx.status)
+        return StepOutcome(outputs={"url": url, "model": MODEL_NAME})
     argv = [sys.executable, "-m", "minikf.workload.server", "--model-dir", str(model_dir),
             "--port", str(port)]
     # The token travels in the environment, never on the command line (visible in `ps`).

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from minikf.engine.resources import free_port, stop_handle
+from minikf.platforms.base import TrainRequest
 from minikf.steps.base import StepContext, StepFailed, StepOutcome
 from minikf.workload.contract import worker_env
 
@@ -55,6 +56,19 @@ def _read_metrics(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _train_request(ctx: StepContext, workers: int, epochs: int) -> TrainRequest:
+    """For a platform that runs the job itself: it fetches the data where the job runs."""
+    mirrors = ctx.arg("mirrors", ctx.params.get("mirrors", ""), (str, list))
+    if isinstance(mirrors, str):
+        mirrors = [m.strip() for m in mirrors.split(",") if m.strip()]
+    sample = ctx.arg("sample", ctx.params.get("sample", False), (bool, str))
+    return TrainRequest(
+        name=ctx.unique_name(), workers=workers, epochs=epochs,
+        batch_size=ctx.arg("batch_size", 64, int), lr=float(ctx.arg("lr", 0.002, (int, float))),
+        mirrors=mirrors, sample=sample not in (False, "false", "False"), timeout_s=ctx.timeout,
+    )
+
+
 def run(ctx: StepContext) -> StepOutcome:
     data_dir = Path(ctx.arg("data_dir", kind=str))
     workers = ctx.arg("workers", 2, int)
@@ -66,10 +80,9 @@ def run(ctx: StepContext) -> StepOutcome:
             "--batch-size", str(ctx.arg("batch_size", 64, int)),
             "--lr", str(ctx.arg("lr", 0.002, (int, float))),
             "--export-onnx"]  # evaluate and serve then run without importing torch
-    if hasattr(ctx.platform, "run_training"):  # a cluster: one job of N pods (minikf/kube/journey.py)
-        from minikf.kube.journey import train_on_cluster
-
-        train_on_cluster(ctx, out, workers, epochs)
+    if hasattr(ctx.platform, "run_training"):  # a cluster: one job of N pods
+        ctx.platform.run_training(_train_request(ctx, workers, epochs), ctx.resources, ctx.log_path,
+                                  out, status=ctx.status)
     else:
         _monitor(ctx, _launch(ctx, workers, argv))
     rows = _read_metrics(out / "metrics.jsonl")
