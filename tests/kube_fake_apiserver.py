@@ -34,6 +34,21 @@ def _selected(obj: dict, selector: str) -> bool:
     return all(labels.get(k) == v for k, v in pairs)
 
 
+class JsonHandler(BaseHTTPRequestHandler):
+    """A quiet handler that answers JSON documents; the fake servers' handlers extend it."""
+
+    def log_message(self, *args) -> None:  # quiet test output
+        pass
+
+    def _send(self, code: int, doc: dict) -> None:
+        data = json.dumps(doc).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
 @dataclass
 class FakeApiServer:
     """State the handler serves; tests set `crds`, `allowed` and read `objects`."""
@@ -52,18 +67,7 @@ class FakeApiServer:
     def __enter__(self) -> FakeApiServer:
         state = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:  # quiet test output
-                pass
-
-            def _send(self, code: int, doc: dict) -> None:
-                data = json.dumps(doc).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def _status(self, code: int, reason: str, message: str) -> None:
                 self._send(code, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
                                   "reason": reason, "message": message, "code": code})

@@ -15,11 +15,11 @@ import subprocess
 import sys
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 import yaml
-from kube_fake_apiserver import FakeApiServer
+from kube_fake_apiserver import FakeApiServer, JsonHandler
 
 from minikf.engine.resources import Resources
 from minikf.platforms.kubernetes import KubernetesPlatform
@@ -38,18 +38,7 @@ class FakeKfp:
     def __enter__(self) -> FakeKfp:
         state = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def _send(self, code: int, doc: dict) -> None:
-                data = json.dumps(doc).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def do_GET(self) -> None:  # noqa: N802
                 if self.path.startswith("/apis/v2beta1/runs/"):
                     run = state.runs.get(self.path.rsplit("/", 1)[1])
