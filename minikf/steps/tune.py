@@ -12,16 +12,12 @@ import shutil
 import threading
 from pathlib import Path
 
-from minikf.errors import MinikfError
 from minikf.steps.base import StepContext, StepFailed, StepOutcome
 from minikf.tuning.spec import parse_spec
 
 
 def run(ctx: StepContext) -> StepOutcome:
-    try:
-        spec = parse_spec(ctx.arg("spec", kind=dict), ctx.name)
-    except MinikfError as exc:
-        raise StepFailed(exc.message) from exc
+    spec = parse_spec(ctx.arg("spec", kind=dict), ctx.name)  # a MinikfError is the step's message
     data_dir = Path(ctx.arg("data_dir", kind=str))
     missing = [n for n in ("train.npz", "test.npz") if not (data_dir / n).is_file()]
     if missing:
