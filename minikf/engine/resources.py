@@ -30,21 +30,32 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def kill_process_group(proc: subprocess.Popen, grace: float = 3.0) -> None:
-    """SIGTERM the whole group, wait, then SIGKILL what is left; reap the leader."""
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send `sig` to the group; False if it is gone."""
+    if not _group_alive(pgid):
+        return False
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def kill_process_group(proc: subprocess.Popen, grace: float = 3.0, terminated: bool = False) -> None:
+    """SIGTERM the whole group (unless `terminated`: sent already), wait, then SIGKILL what is
+    left; reap the leader."""
     pgid = proc.pid
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
-        if not _group_alive(pgid):
-            break
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
+        if sig == signal.SIGTERM and terminated:
+            if not _group_alive(pgid):
+                break
+        elif not _signal_group(pgid, sig):
             break
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and _group_alive(pgid):
             if proc.poll() is not None and not _group_alive(pgid):
                 break
-            time.sleep(0.05)
+            time.sleep(0.02)
             proc.poll()
     try:
         proc.wait(timeout=2)
@@ -72,14 +83,22 @@ class Resources:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def spawn(self, argv: list[str], log_path: Path, env: dict | None = None,
-              cwd: Path | None = None) -> subprocess.Popen:
-        """Start a process in its own process group, output to log_path, tracked for cleanup."""
+              cwd: Path | None = None, stdin_pipe: bool = False,
+              stdout_pipe: bool = False) -> subprocess.Popen:
+        """Start a process in its own process group, output to log_path, tracked for cleanup.
+        stdin is /dev/null and stdout the log, or pipes to the caller (proc.stdin, proc.stdout)."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                argv, stdout=subprocess.PIPE if stdout_pipe else log,
+                stderr=log if stdout_pipe else subprocess.STDOUT,
+                stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
                 env=env, cwd=cwd, start_new_session=True,
             )
+        return self.adopt(proc)
+
+    def adopt(self, proc):
+        """Track a process started elsewhere (pid = its process group, poll/wait like Popen)."""
         with self._lock:
             self.processes.append(proc)
         return proc
@@ -94,10 +113,18 @@ class Resources:
             self.callbacks.append(callback)
 
     def stop_processes(self) -> None:
+        """SIGTERM every process group at once, then wait for each (SIGKILL after the grace);
+        a handle with its own stop() (a container) is stopped that way."""
         with self._lock:
-            procs = list(self.processes)
-        for proc in reversed(procs):
-            kill_process_group(proc)
+            procs = list(reversed(self.processes))
+        groups = [p for p in procs if not callable(getattr(p, "stop", None))]
+        for proc in groups:
+            _signal_group(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            if proc in groups:
+                kill_process_group(proc, terminated=True)
+            else:
+                stop_handle(proc)
 
     def cleanup(self) -> list[str]:
         """Stop and remove everything; return problems met (never silently swallowed)."""

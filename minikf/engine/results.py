@@ -20,6 +20,7 @@ class StepResult:
     name: str
     kind: str
     status: str = "skipped"
+    started: str = ""  # UTC, ISO 8601 with milliseconds
     duration_s: float = 0.0
     message: str = ""
     metrics: dict = field(default_factory=dict)

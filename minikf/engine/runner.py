@@ -20,7 +20,7 @@ from minikf.engine.templating import TemplateError, render
 from minikf.errors import MinikfError
 from minikf.metadata import lineage
 from minikf.scenario.schema import Scenario, Step
-from minikf.steps import StepContext, StepFailed, StepOutcome, load_step
+from minikf.steps import StepContext, StepFailed, StepOutcome, load_step, warm_modules
 
 ProgressHook = Callable[[str, StepResult | None], None]
 
@@ -105,6 +105,7 @@ def _run_step(step: Step, lookup: _Lookup, base: dict) -> StepResult:
     result = StepResult(name=step.name, kind=step.kind)
     log_path = base["logs"] / f"{step.name}.log"
     result.log = str(log_path)
+    result.started = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     started = time.monotonic()
     try:
         args = render(step.args, lookup)
@@ -130,6 +131,16 @@ def _run_step(step: Step, lookup: _Lookup, base: dict) -> StepResult:
         result.message = f"{type(exc).__name__}: {exc} (see {log_path})"
     result.duration_s = round(time.monotonic() - started, 3)
     return result
+
+
+def _prewarm(scenario: Scenario, base: dict) -> None:
+    """Where the platform can import ahead what the steps will run (local: warm interpreters),
+    start that now, so the imports overlap the steps before them."""
+    prewarm = getattr(base["platform"], "prewarm", None)
+    if prewarm is None:
+        return
+    for module in dict.fromkeys(m for step in scenario.steps for m in warm_modules(step.kind)):
+        prewarm(module, base["resources"], base["workdir"] / "warm")
 
 
 def run_scenario(
@@ -173,6 +184,7 @@ def run_scenario(
     interrupted = False
     try:
         with _sigterm_as_interrupt():
+            _prewarm(scenario, base)
             for step in scenario.steps:
                 progress(step.name, None)
                 result = _run_step(step, lookup, base)

@@ -32,6 +32,9 @@ class Platform(Protocol):
     - `serve_model(name, model_dir, token, resources, timeout_s, status) -> str`: a served model's
       local URL.
     They raise StepFailed or MinikfError with the message the user sees.
+    - `prewarm(module, resources, scratch)`: called when a run starts, for each module a step kind
+      names in WARM_MODULES; a platform that can do the module's imports ahead (local: a warm
+      parent that `launch` then forks from, platforms/warm.py) does so.
     """
 
     name: str

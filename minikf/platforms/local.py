@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 import platform as host
+import threading
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from minikf.platforms.warm import WarmPool
 
 
 @dataclass
@@ -15,6 +19,11 @@ class LocalPlatform:
         default_factory=lambda: frozenset({"pipelines", "training", "serving", "notebooks", "isolation",
                                    "metadata", "tuning"})
     )
+    warm_start: bool = field(default_factory=lambda: os.environ.get("MINIKF_WARM_START", "1") != "0")
+    """Import what later steps run when the run starts and fork their processes from there
+    (warm.py). MINIKF_WARM_START=0 turns it off: every process starts cold."""
+    _pools: dict[int, WarmPool] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def describe(self) -> dict:
         return {
@@ -23,11 +32,33 @@ class LocalPlatform:
             "host": host.node(),
             "cpus": os.cpu_count(),
             "python": host.python_version(),
+            "warm_start": self.warm_start,
         }
 
+    def prewarm(self, module: str, resources, scratch: Path) -> None:
+        """Start an interpreter that imports `module` now; launches of `module` fork from it."""
+        if not self.warm_start:
+            return
+        with self._lock:
+            pool = self._pools.get(id(resources))
+            if pool is None:
+                pool = self._pools[id(resources)] = WarmPool(scratch)
+                resources.on_cleanup(lambda: self._drop_pool(resources))
+        pool.start(module, resources)
+
+    def _drop_pool(self, resources) -> None:
+        with self._lock:
+            pool = self._pools.pop(id(resources), None)
+        if pool is not None:
+            pool.release()
+
     def launch(self, argv: list[str], env: dict[str, str], log_path, resources):
-        """A subprocess in its own process group, with this host's environment plus `env`."""
-        return resources.spawn(argv, log_path, env={**os.environ, **env})
+        """A subprocess in its own process group, with this host's environment plus `env`:
+        a warm one started for this run when there is one, else a new one."""
+        with self._lock:
+            pool = self._pools.get(id(resources))
+        warm = pool.take(argv, env, Path(log_path), resources) if pool else None
+        return warm or resources.spawn(argv, log_path, env={**os.environ, **env})
 
     def missing(self, required: list[str]) -> list[str]:
         return sorted(set(required) - self.capabilities)

@@ -1,5 +1,8 @@
 """Step kinds. Every module in this package but `base` is one step kind, named after the module,
 with a `run(ctx: StepContext) -> StepOutcome` function. Shared code lives outside this package.
+
+A kind may also name `WARM_MODULES`, the Python modules its processes run (`python -m MODULE`),
+so that a platform that can import them ahead (local) does so when the run starts.
 """
 
 from __future__ import annotations
@@ -24,4 +27,10 @@ def load_step(kind: str) -> Callable[[StepContext], StepOutcome]:
     return getattr(importlib.import_module(module), func)
 
 
-__all__ = ["STEP_KINDS", "StepContext", "StepFailed", "StepOutcome", "load_step"]
+def warm_modules(kind: str) -> tuple[str, ...]:
+    """The modules the kind's processes run, to import ahead (its `WARM_MODULES`)."""
+    module = STEP_KINDS[kind].partition(":")[0]
+    return tuple(getattr(importlib.import_module(module), "WARM_MODULES", ()))
+
+
+__all__ = ["STEP_KINDS", "StepContext", "StepFailed", "StepOutcome", "load_step", "warm_modules"]

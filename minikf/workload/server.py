@@ -225,6 +225,13 @@ def serve(
     os._exit(0)
 
 
+def warm_up() -> None:
+    """What serving imports on first use, done ahead when this server is started warm
+    (minikf/platforms/warm.py)."""
+    import onnxruntime  # noqa: F401
+    from kserve import model_server  # noqa: F401
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m minikf.workload.server")
     # Not `--model`: kserve parses sys.argv on import and would take it for `--model_name`.

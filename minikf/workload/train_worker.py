@@ -101,7 +101,18 @@ def record_epoch(out: Path, model, epoch: int, loss: float, acc: float, rate: fl
     print(json.dumps(line), flush=True)
 
 
+def warm_up() -> None:
+    """What torch imports on first use (torch._dynamo, through the optimizer), done ahead when
+    this worker is started warm (minikf/platforms/warm.py). No tensor op runs: the warm
+    parent forks, and a thread pool started before a fork does not survive it."""
+    torch.optim.Adam([nn.Parameter(torch.empty(1))])
+
+
 def main(argv: list[str] | None = None) -> None:
+    warm_up()  # (done already when started warm)
+    # The framework is loaded: what follows is this worker's own set-up. `minikf bench journey`
+    # splits the train step's time at this line (PyTorch's start-up before, the job's after).
+    ready = time.time()
     args = parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -124,6 +135,9 @@ def main(argv: list[str] | None = None) -> None:
     dist.destroy_process_group()
     if rank == 0 and args.export_onnx:
         export_for_serving(model.module, args.out / "model")
+    if rank == 0:
+        print(json.dumps({"event": "timeline", "ready_unix_s": ready, "done_unix_s": time.time()}),
+              flush=True)
 
 
 def export_for_serving(net, model_dir: Path) -> None:
