@@ -68,4 +68,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # As the train worker does: every file is written and the handback flushed, so skip the
+    # interpreter's teardown of torch and gloo (seconds, and once in CI a hang past the job's
+    # timeout while the other rank was still connected to the store).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
