@@ -29,7 +29,7 @@ import torch
 
 from minikf.bench.rss import wait_with_peak_rss
 from minikf.engine.resources import Resources, free_port
-from minikf.workload.contract import worker_env
+from minikf.workload.contract import WORKER_MODULE, worker_env
 
 TIMEOUT_S = 600
 
@@ -65,7 +65,7 @@ def _harness(data_dir: Path, world: int, epochs: int, batch_size: int, lr: float
     with tempfile.TemporaryDirectory(prefix="minikf-bench-") as tmp:
         out = Path(tmp)
         port = free_port()
-        cmd = [sys.executable, "-m", "minikf.workload.train_worker", "--data", str(data_dir),
+        cmd = [sys.executable, "-m", WORKER_MODULE, "--data", str(data_dir),
                "--out", str(out), "--epochs", str(epochs), "--batch-size", str(batch_size),
                "--lr", str(lr)]
         base_env = {k: v for k, v in env.items() if k != "MINIKF_TEST_KILL_RANK"}

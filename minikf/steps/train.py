@@ -11,7 +11,7 @@ from pathlib import Path
 from minikf.engine.resources import free_port, stop_handle
 from minikf.platforms.base import TrainRequest
 from minikf.steps.base import StepContext, StepFailed, StepOutcome
-from minikf.workload.contract import worker_env
+from minikf.workload.contract import WORKER_MODULE, worker_env
 
 
 def _describe_exit(code: int) -> str:
@@ -69,7 +69,6 @@ def _train_request(ctx: StepContext, workers: int, epochs: int) -> TrainRequest:
     )
 
 
-WORKER_MODULE = "minikf.workload.train_worker"
 WARM_MODULES = (WORKER_MODULE,)  # imported ahead where the platform can (steps/__init__.py)
 
 

@@ -14,10 +14,11 @@ from pathlib import Path
 
 from minikf.steps.base import StepContext, StepFailed, StepOutcome
 from minikf.tuning.spec import parse_spec
+from minikf.workload.contract import WORKER_MODULE
 
 # Every trial's workers fork from one interpreter that loaded torch when the run started, where
 # the platform can (steps/__init__.py): seconds less per trial.
-WARM_MODULES = ("minikf.workload.train_worker",)
+WARM_MODULES = (WORKER_MODULE,)
 
 
 def run(ctx: StepContext) -> StepOutcome:

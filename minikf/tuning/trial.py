@@ -20,7 +20,7 @@ import torch
 
 from minikf.engine.resources import Resources, free_port, kill_process_group
 from minikf.tuning.spec import TuningSpec
-from minikf.workload.contract import worker_env
+from minikf.workload.contract import WORKER_MODULE, worker_env
 from minikf.workload.model import FashionCNN
 
 
@@ -112,7 +112,7 @@ def watch_epochs(procs: list, out: Path, scorer: CheckpointScorer
 
 
 def train_argv(data_dir: Path, out: Path, params: dict) -> list[str]:
-    return [sys.executable, "-m", "minikf.workload.train_worker", "--data", str(data_dir),
+    return [sys.executable, "-m", WORKER_MODULE, "--data", str(data_dir),
             "--out", str(out), "--epochs", str(params["epochs"]),
             "--batch-size", str(params["batch_size"]), "--lr", repr(params["lr"])]
 

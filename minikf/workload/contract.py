@@ -6,6 +6,9 @@ training benchmark, later the docker and kubernetes platforms) writes them with 
 
 from __future__ import annotations
 
+# What every launcher runs, `python -m WORKER_MODULE`; warm starts key on the same name.
+WORKER_MODULE = "minikf.workload.train_worker"
+
 
 def worker_env(rank: int, world_size: int, master_port: int,
                master_addr: str = "127.0.0.1") -> dict[str, str]:
