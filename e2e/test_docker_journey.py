@@ -32,8 +32,8 @@ def _runs(cli, marker: str) -> dict[str, list]:
 
 
 def _interrupt(tmp_path, scenario: str, marker: str, count: int, params: list[str]) -> None:
-    from minikf.errors import MinikfError
     from minikf.platforms.docker import DockerPlatform, remove_labelled
+    from minikf.runtime.errors import MinikfError
 
     try:
         DockerPlatform().check_images()

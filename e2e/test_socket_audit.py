@@ -28,9 +28,9 @@ import psutil
 import pytest
 import requests
 
-from minikf.audit import listening_sockets
 from minikf.engine.runner import run_scenario
 from minikf.platforms.local import LocalPlatform
+from minikf.runtime.sockets import listening_sockets
 from minikf.scenario import load_scenario
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"

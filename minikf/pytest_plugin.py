@@ -35,7 +35,7 @@ class ScenarioFailure(Exception):
 
 class ScenarioFile(pytest.File):
     def collect(self):
-        from minikf.errors import ScenarioInvalid
+        from minikf.runtime.errors import ScenarioInvalid
         from minikf.scenario import load_scenario
 
         wanted = self.config.getoption("--scenario")
@@ -76,7 +76,7 @@ class ScenarioItem(pytest.Item):
             raise ScenarioFailure(result.message)
 
     def repr_failure(self, excinfo, style=None):
-        from minikf.errors import MinikfError
+        from minikf.runtime.errors import MinikfError
 
         if isinstance(excinfo.value, ScenarioFailure):
             return f"scenario {self.scenario.name} failed: {excinfo.value}"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The docker platform (issue 4): Debian's docker.io and debootstrap, a running dockerd, and
+# The docker platform: Debian's docker.io and debootstrap, a running dockerd, and
 # the images (`minikf images build`: a debootstrapped bookworm base, then deps, runtime and
 # server). Idempotent: a second run finds the engine up and every image's content tag built.
 set -euo pipefail

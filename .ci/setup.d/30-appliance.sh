@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Appliance checks' tools (issue 5): vagrant (+ vagrant-libvirt, so `vagrant validate` checks the
+# Appliance checks' tools: vagrant (+ vagrant-libvirt, so `vagrant validate` checks the
 # libvirt provider block too), shellcheck, and kubectl for `kubectl kustomize` when none is on PATH
 # (Debian's kubernetes-client is kubectl 1.20 with kustomize v2: enough for the offline overlays).
 # Idempotent and quick when everything is there already.

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minikf.errors import MinikfError
+from minikf.runtime.errors import MinikfError
 
 KUBEFLOW_VERSION = "v1.10.0"
 KIND_VERSION = "v0.27.0"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from minikf.appliance.components import Apply, Component, Mirrors, Wait
 from minikf.appliance.tools import Tools
-from minikf.errors import MinikfError
+from minikf.runtime.errors import MinikfError
 
 LOG_TAIL_LINES = 50
 

@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from minikf.appliance.components import KIND_NODE_IMAGE
-from minikf.errors import MinikfError
+from minikf.runtime.errors import MinikfError
 
 API_VERSION = "kind.x-k8s.io/v1alpha4"
 GATEWAY_NODE_PORT = 30080  # istio-ingressgateway's http2 port is patched to this NodePort

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from minikf.appliance.components import KIND_MIN, KUBECTL_MIN, KUSTOMIZE_MIN, Component
 from minikf.appliance.tools import INSTALL_HINTS, Tools, parse_version
-from minikf.errors import MinikfError
+from minikf.runtime.errors import MinikfError
 
 # kind's "known issues" page: pods fail with "too many open files" below these.
 INOTIFY_MIN = {"max_user_watches": 524288, "max_user_instances": 512}

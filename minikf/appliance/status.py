@@ -23,8 +23,8 @@ def _deployments(cluster, namespace: str) -> dict[str, tuple[int, int]] | None:
     import urllib3
     from kubernetes.client.rest import ApiException
 
-    from minikf.errors import MinikfError
     from minikf.kube.client import api_call
+    from minikf.runtime.errors import MinikfError
 
     try:
         doc = api_call(cluster, f"/apis/apps/v1/namespaces/{namespace}/deployments",

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 
-from minikf.errors import MinikfError
+from minikf.runtime.errors import MinikfError
 
 # What to tell a user who lacks a tool. Pinned versions live in minikf.appliance.components.
 INSTALL_HINTS = {

@@ -17,7 +17,7 @@ from minikf.appliance import preflight
 from minikf.appliance.preflight import Check
 from minikf.appliance.state import ApplianceState, home
 from minikf.appliance.tools import Tools
-from minikf.errors import MinikfError
+from minikf.runtime.errors import MinikfError
 
 ROOT = Path(__file__).resolve().parents[2]  # where the Vagrantfile is
 SETTINGS = ROOT / "vagrant" / "settings.yaml"

@@ -65,12 +65,12 @@ def _evaluate_compute(model_dir: Path, data_dir: Path | None, test_images: int,
     (ONNX Runtime on model.onnx, or PyTorch on model.pt), warm (best of 3)."""
     import numpy as np
 
-    from minikf.steps.evaluate import _predict, _torch_runner
+    from minikf.workload.evaluation import predict_classes, torch_runner
     from minikf.workload.fast_infer import load_exported
 
     run = load_exported(model_dir) if runtime == "onnxruntime" else None
     if run is None:
-        run, _ = _torch_runner(model_dir)
+        run, _ = torch_runner(model_dir)
     if data_dir and (data_dir / "test.npz").exists():
         with np.load(data_dir / "test.npz") as npz:
             x = npz["x"].astype(np.float32)
@@ -79,7 +79,7 @@ def _evaluate_compute(model_dir: Path, data_dir: Path | None, test_images: int,
     best = float("inf")
     for _ in range(3):
         started = time.perf_counter()
-        _predict(run, x)
+        predict_classes(run, x)
         best = min(best, time.perf_counter() - started)
     return best
 

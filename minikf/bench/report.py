@@ -46,7 +46,7 @@ def machine() -> dict:
 
 def finish(benchmark: str, figures: dict) -> dict:
     """The figures plus what a later reader needs to trust and compare them."""
-    from minikf.engine.results import versions
+    from minikf.results import versions
 
     return {"benchmark": benchmark,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -91,7 +91,7 @@ class Change:
 def compare(new: dict, old: dict, threshold: float = 0.10) -> list[Change]:
     """Each key figure present in both; a regression is a move the wrong way beyond threshold."""
     if old.get("benchmark") != new.get("benchmark"):
-        from minikf.errors import MinikfError
+        from minikf.runtime.errors import MinikfError
 
         raise MinikfError(f"cannot compare a {new.get('benchmark')!r} result with a "
                           f"{old.get('benchmark')!r} result", 2)
@@ -114,7 +114,7 @@ def compare(new: dict, old: dict, threshold: float = 0.10) -> list[Change]:
 
 
 def load_result(path: Path) -> dict:
-    from minikf.errors import MinikfError
+    from minikf.runtime.errors import MinikfError
 
     try:
         data = json.loads(Path(path).read_text())
@@ -188,15 +188,16 @@ def write_report(result: dict, results_dir: Path) -> Path:
     The fragment goes to results_dir/sections/bench-<name>.html, which the engine's report
     writer includes; a results dir with a results.json has its report.html written again.
     """
-    from minikf.engine import results as engine_results
+    from minikf.results.html import SECTIONS_DIR, write_html
+    from minikf.results.jsonfile import load_json
 
     results_dir.mkdir(parents=True, exist_ok=True)
-    sections = results_dir / engine_results.SECTIONS_DIR
+    sections = results_dir / SECTIONS_DIR
     sections.mkdir(exist_ok=True)
     (sections / f"bench-{result['benchmark']}.html").write_text(html_section(result))
     run_json = results_dir / "results.json"
     if run_json.exists():
-        engine_results.write_html(engine_results.load_json(run_json), results_dir / "report.html")
+        write_html(load_json(run_json), results_dir / "report.html")
     else:
         body = "".join(p.read_text() for p in sorted(sections.glob("*.html")))
         (results_dir / "report.html").write_text(

@@ -20,14 +20,15 @@ import os
 import secrets
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import requests
 
 from minikf.bench.rss import tree_peak_rss_mb
-from minikf.engine.resources import Resources, free_port
+from minikf.runtime.ports import free_port
+from minikf.runtime.processes import RunResources
+from minikf.runtime.waiting import http_probe, wait_until
 
 TARGETS = ("minikf", "stock", "ceiling")
 V1_PATH = "/v1/models/fashion-mnist:predict"
@@ -96,27 +97,18 @@ def _server_argv(target: str, model_dir: Path, port: int) -> list[str]:
 
 def _wait_ready(url: str, proc, headers: dict, log: Path, body: bytes):
     """Poll with the benchmark's own request until a 200; return its answer."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"server not ready in {READY_TIMEOUT_S}s:\n{log.read_text()[-2000:]}")
-        try:
-            r = requests.post(url + V1_PATH, data=body, timeout=2,
-                              headers={**headers, "Content-Type": "application/json"})
-            if r.status_code == 200:
-                return r.json()
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
+    probe = http_probe(lambda: requests.post(url + V1_PATH, data=body, timeout=2,
+                                             headers={**headers, "Content-Type": "application/json"}),
+                       lambda r: r.json() if r.status_code == 200 else None)
+    return wait_until(probe, what=f"server on {url}", timeout_s=READY_TIMEOUT_S, interval_s=0.1,
+                      proc=proc, detail=lambda: f":\n{log.read_text()[-2000:]}")
 
 
 def measure(targets: tuple[str, ...], model_dir: Path, body: bytes, users: int, duration: float,
             warmup: float, rounds: int, plan: CpuPlan, workdir: Path) -> dict:
     """Start every server, check minikf and stock agree, load them round by round, read RSS."""
     token = secrets.token_urlsafe(16)
-    resources = Resources()
+    resources = RunResources()
     try:
         servers, specs = {}, []
         for target in targets:

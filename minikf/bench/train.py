@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 
 from minikf.bench.rss import wait_with_peak_rss
-from minikf.engine.resources import Resources, free_port
+from minikf.runtime.ports import free_port
+from minikf.runtime.processes import RunResources
 from minikf.workload.contract import WORKER_MODULE, worker_env
 
 TIMEOUT_S = 600
@@ -41,7 +42,7 @@ def _baseline(data_dir: Path, epochs: int, batch_size: int, lr: float,
            "--epochs", str(epochs), "--batch-size", str(batch_size), "--lr", str(lr)]
     with tempfile.TemporaryDirectory(prefix="minikf-bench-") as tmp:
         out = Path(tmp) / "bare.log"
-        resources = Resources()
+        resources = RunResources()
         try:
             proc = resources.spawn(cmd, out, env=env)
             code, rss = wait_with_peak_rss(proc, TIMEOUT_S)
@@ -69,7 +70,7 @@ def _harness(data_dir: Path, world: int, epochs: int, batch_size: int, lr: float
                "--out", str(out), "--epochs", str(epochs), "--batch-size", str(batch_size),
                "--lr", str(lr)]
         base_env = {k: v for k, v in env.items() if k != "MINIKF_TEST_KILL_RANK"}
-        resources = Resources()
+        resources = RunResources()
         try:
             procs = [resources.spawn(cmd, out / f"rank-{rank}.log",
                                      env={**base_env, **worker_env(rank, world, port)})

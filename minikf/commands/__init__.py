@@ -1,17 +1,19 @@
-"""CLI commands, one module per area. Each module here has `register(app: typer.Typer)`, which adds
-its commands or command group; minikf.cli calls every one. Keep heavy imports inside the commands,
-so that `minikf --help` stays fast.
+"""The CLI's commands, one module per area, each with `register(app: typer.Typer)`. They are
+listed here explicitly, in the order `minikf --help` shows them; other modules in this package
+(common, progress) are helpers. Heavy imports stay inside the commands, so that
+`minikf --help` stays fast.
 """
 
 from __future__ import annotations
 
 import importlib
-import pkgutil
 
 import typer
 
+COMMAND_MODULES = ("scenarios", "run", "serve", "pipelines", "version", "appliance", "bench",
+                   "images", "kube", "notebooks", "profiles", "runs")
+
 
 def register_all(app: typer.Typer) -> None:
-    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if not module.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{module.name}").register(app)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"{__name__}.{name}").register(app)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from minikf.errors import MinikfError
+from minikf.runtime.errors import MinikfError
 
 
 def _split(values: list[str]) -> list[str]:

@@ -37,7 +37,7 @@ def _finish(name: str, figures: dict, json_path: Path | None, save: bool, report
     import json
 
     from minikf.bench import report as bench_report
-    from minikf.errors import MinikfError
+    from minikf.runtime.errors import MinikfError
 
     old = _load_old(compare)
     result = bench_report.finish(name, figures)
@@ -80,7 +80,7 @@ def bench_train_cmd(
     import torch
 
     from minikf.bench.train import bench_train
-    from minikf.errors import MinikfError
+    from minikf.runtime.errors import MinikfError
     from minikf.workload import fashion_data
 
     if device not in ("cpu", "cuda", "auto"):
@@ -144,7 +144,7 @@ def bench_serve_cmd(
     import importlib.util
 
     from minikf.bench.serve import bench_serve
-    from minikf.errors import MinikfError
+    from minikf.runtime.errors import MinikfError
 
     # Looked up, not imported: importing locust monkey-patches this process with gevent.
     if importlib.util.find_spec("locust") is None:
@@ -186,7 +186,7 @@ def bench_journey_cmd(
     """The whole Fashion-MNIST journey on local: time per step and the platform overhead."""
     _load_old(compare)
     from minikf.bench.journey import bench_journey
-    from minikf.errors import MinikfError
+    from minikf.runtime.errors import MinikfError
 
     params = {}
     for item in param:

@@ -63,9 +63,9 @@ def clean_cmd(
     run: str | None = typer.Option(None, help="only this run id (default: every run's leftovers)"),
 ) -> None:
     """Remove containers, networks and volumes that crashed runs left (label minikf.run)."""
-    from minikf.errors import MinikfError
     from minikf.images import engine
     from minikf.platforms.docker import leftovers, remove_labelled
+    from minikf.runtime.errors import MinikfError
 
     cli = engine.client()
     try:

@@ -19,7 +19,7 @@ def check(
     context: str | None = typer.Option(None, help="kubeconfig context"),
 ) -> None:
     """Connect, list capabilities, CRDs, component versions and missing permissions."""
-    from minikf.kube import resources as res
+    from minikf.kube import objects as res
     from minikf.kube.client import denied
     from minikf.platforms.kubernetes import KubernetesPlatform
 

@@ -26,8 +26,8 @@ def create_cmd(
     """Create a profile; its token is printed once (and kept 0600 in the profile dir)."""
     from pydantic import ValidationError
 
-    from minikf.errors import MinikfError
     from minikf.profiles.store import Quota, create_profile
+    from minikf.runtime.errors import MinikfError
 
     try:
         quota = Quota(cpus=cpus, memory_mb=memory_mb, max_runs=max_runs)
@@ -64,12 +64,13 @@ def delete_cmd(
     home: Path | None = typer.Option(None, help=HOME_HELP),
 ) -> None:
     """Delete a profile, its work dir and runs (its notebook server is stopped first)."""
+    from minikf.notebooks.server import stop_notebook
     from minikf.profiles.store import delete_profile, load_profile
 
     profile = load_profile(name, home)
     if not yes:
         typer.confirm(f"delete profile {name} and everything in {profile.dir}?", abort=True)
-    typer.echo(f"deleted {delete_profile(name, home)}")
+    typer.echo(f"deleted {delete_profile(name, home, before=stop_notebook)}")
 
 
 @app.command("run")
@@ -82,18 +83,19 @@ def run_cmd(
     quiet: bool = typer.Option(False, help="plain lines even on a terminal"),
 ) -> None:
     """Run a scenario as a user: quota-checked, results in the user's runs dir."""
-    from minikf.cli import _parse_params, _resolve
+    from minikf.commands.common import parse_params, resolve_scenario
+    from minikf.commands.progress import Progress
+    from minikf.engine.runner import run_scenario
     from minikf.platforms import get_platform
     from minikf.profiles.runs import run_as
     from minikf.profiles.store import load_profile
-    from minikf.progress import Progress
     from minikf.scenario import load_scenario
 
     profile = load_profile(user, home)
-    loaded = load_scenario(_resolve(scenario))
+    loaded = load_scenario(resolve_scenario(scenario))
     typer.echo(f"Running {loaded.name} as {profile.name} ...", err=True)
-    result, results = run_as(profile, loaded, get_platform(platform), _parse_params(param),
-                             Progress(quiet))
+    result, results = run_as(profile, loaded, get_platform(platform), run_scenario,
+                             parse_params(param), Progress(quiet))
     typer.echo(f"{loaded.name}: {result.status}. {result.message}".rstrip(), err=True)
     typer.echo(f"Results: {results / 'report.html'}", err=True)
     raise typer.Exit(0 if result.ok else 1)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from minikf.errors import MinikfError
+from minikf.runtime.errors import MinikfError
 
 app = typer.Typer(no_args_is_help=True,
                   help="Recorded runs: data (sha256), parameters, code, image, model, metrics.")

@@ -14,13 +14,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from minikf.engine.resources import Resources, free_port
-from minikf.engine.results import RunResult, StepResult, versions, write_all
-from minikf.engine.templating import TemplateError, render
-from minikf.errors import MinikfError
 from minikf.metadata import lineage
+from minikf.platforms.base import Platform
+from minikf.plugins import STEP_KINDS
+from minikf.results import RunResult, Status, StepResult, aggregate, versions, write_all
+from minikf.runtime.errors import MinikfError
+from minikf.runtime.ports import free_port
+from minikf.runtime.processes import RunResources
 from minikf.scenario.schema import Scenario, Step
-from minikf.steps import StepContext, StepFailed, StepOutcome, load_step, warm_modules
+from minikf.scenario.templating import TemplateError, render
+from minikf.steps.base import StepContext, StepKind, StepOutcome
 
 ProgressHook = Callable[[str, StepResult | None], None]
 
@@ -76,6 +79,15 @@ class _Lookup:
         raise TemplateError(f"unknown reference ${{{ref}}}")
 
 
+def step_kind(name: str) -> StepKind:
+    """The registered step kind called `name` (minikf.plugins.STEP_KINDS)."""
+    kind = STEP_KINDS.get(name)
+    if not isinstance(kind, StepKind):
+        raise MinikfError(f"step kind {name!r} is registered as {kind!r}, which is not a "
+                          f"minikf.steps.base.StepKind", exit_code=2)
+    return kind
+
+
 def _run_with_timeout(func, ctx: StepContext) -> StepOutcome:
     """Run the step in a thread; on timeout kill what it started and raise TimeoutError."""
     box: dict[str, Any] = {}
@@ -114,20 +126,21 @@ def _run_step(step: Step, lookup: _Lookup, base: dict) -> StepResult:
             resources=base["resources"], platform=base["platform"], params=lookup.params,
             timeout=step.timeout, results_dir=base["results"],
             status=lambda text: base["progress"](f"{step.name}: {text}", None),
+            run_scenario=run_scenario,
         )
-        outcome = _run_with_timeout(load_step(step.kind), ctx)
+        outcome = _run_with_timeout(step_kind(step.kind).run, ctx)
         result.metrics, result.series = outcome.metrics, outcome.series
         result.outputs = outcome.outputs
         lookup.outputs[step.name] = {**outcome.metrics, **outcome.outputs}
         failures = [m for e in step.expectations() if (m := e.check(outcome.metrics))]
-        result.status = "failed" if failures else "passed"
+        result.status = Status.FAILED if failures else Status.PASSED
         result.message = "; ".join(failures)
     except TimeoutError as exc:
-        result.status, result.message = "timeout", str(exc)
-    except (StepFailed, TemplateError, MinikfError) as exc:  # messages meant for the user
-        result.status, result.message = "failed", str(exc)
+        result.status, result.message = Status.TIMEOUT, str(exc)
+    except (TemplateError, MinikfError) as exc:  # messages meant for the user (StepFailed too)
+        result.status, result.message = Status.FAILED, str(exc)
     except Exception as exc:  # a bug in a step: still a result, with its log path
-        result.status = "failed"
+        result.status = Status.FAILED
         result.message = f"{type(exc).__name__}: {exc} (see {log_path})"
     result.duration_s = round(time.monotonic() - started, 3)
     return result
@@ -136,16 +149,14 @@ def _run_step(step: Step, lookup: _Lookup, base: dict) -> StepResult:
 def _prewarm(scenario: Scenario, base: dict) -> None:
     """Where the platform can import ahead what the steps will run (local: warm interpreters),
     start that now, so the imports overlap the steps before them."""
-    prewarm = getattr(base["platform"], "prewarm", None)
-    if prewarm is None:
-        return
-    for module in dict.fromkeys(m for step in scenario.steps for m in warm_modules(step.kind)):
-        prewarm(module, base["resources"], base["workdir"] / "warm")
+    modules = (m for step in scenario.steps for m in step_kind(step.kind).warm_modules)
+    for module in dict.fromkeys(modules):
+        base["platform"].prewarm(module, base["resources"], base["workdir"] / "warm")
 
 
 def run_scenario(
     scenario: Scenario,
-    platform: Any,
+    platform: Platform,
     results_dir: Path,
     params: dict | None = None,
     progress: ProgressHook | None = None,
@@ -164,14 +175,14 @@ def run_scenario(
         results_dir.mkdir(parents=True, mode=0o700)
     missing = platform.missing(scenario.requires)
     if missing:
-        run.status = "skipped"
+        run.status = Status.SKIPPED
         run.message = f"platform {platform.name} lacks {', '.join(missing)}"
-        run.steps = [StepResult(s.name, s.kind, "skipped", message=run.message)
+        run.steps = [StepResult(s.name, s.kind, Status.SKIPPED, message=run.message)
                      for s in scenario.steps]
         write_all(run, results_dir)
         return run
 
-    resources = Resources(run_id=run.run_id)
+    resources = RunResources(run_id=run.run_id)
     workdir = resources.add_temp_dir(Path(tempfile.mkdtemp(prefix=f"minikf-{run.run_id}-")))
     base = {"workdir": workdir, "resources": resources, "platform": platform,
             "logs": results_dir / "logs", "results": results_dir, "progress": progress}
@@ -190,7 +201,7 @@ def run_scenario(
                 result = _run_step(step, lookup, base)
                 run.steps.append(result)
                 progress(step.name, result)
-                if result.status != "passed":
+                if result.status is not Status.PASSED:
                     break
     except (KeyboardInterrupt, _Interrupted):
         interrupted = True
@@ -201,15 +212,14 @@ def run_scenario(
         for step in scenario.steps:
             if step.name not in done:
                 reason = "interrupted" if interrupted else "not run: an earlier step failed"
-                run.steps.append(StepResult(step.name, step.kind, "skipped", message=reason))
+                run.steps.append(StepResult(step.name, step.kind, Status.SKIPPED, message=reason))
         run.duration_s = round(time.monotonic() - started, 3)
-        failed = [s for s in run.steps if s.status in ("failed", "timeout")]
+        failed = [s for s in run.steps if s.status.failed]
+        run.status = Status.FAILED if interrupted else aggregate(s.status for s in run.steps)
         if interrupted:
-            run.status, run.message = "failed", "interrupted; everything it started was stopped"
+            run.message = "interrupted; everything it started was stopped"
         elif failed:
-            run.status, run.message = "failed", f"step {failed[0].name}: {failed[0].message}"
-        else:
-            run.status = "passed"
+            run.message = f"step {failed[0].name}: {failed[0].message}"
         if problems:
             run.message = (run.message + " cleanup: " + "; ".join(problems)).strip()
         if recorded:

@@ -18,8 +18,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from minikf.errors import MinikfError
 from minikf.images import engine
+from minikf.runtime.errors import MinikfError
 
 REPOSITORY = "minikf/base"
 SUITE = "bookworm"

@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from minikf.errors import MinikfError
 from minikf.images import engine, wheelhouse
 from minikf.images.base import CACHE, ensure_base_image
+from minikf.runtime.errors import MinikfError
 
 NAMES = ("deps", "runtime", "server")
 WORKLOAD = "minikf/workload"  # the code containers run; the platform checks its hash

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from minikf.errors import MinikfError
+from minikf.runtime.errors import MinikfError
 
 RUN_LABEL = "minikf.run"  # every container/network/volume a run creates carries it
 OWNER_LABEL = "minikf"  # every image and container minikf creates carries minikf=1

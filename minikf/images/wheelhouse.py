@@ -21,7 +21,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from minikf.errors import MinikfError
+from minikf.runtime.errors import MinikfError
 
 SKIP = {"minikf"}  # the project itself goes in as its own wheel, built from the source
 

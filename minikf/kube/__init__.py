@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from minikf.errors import MinikfError
+from minikf.runtime.errors import MinikfError
 
 
 def cluster_options(platform: str, kubeconfig: str | None, namespace: str | None) -> dict:

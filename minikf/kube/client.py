@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from minikf.errors import MinikfError
+from minikf.runtime.errors import MinikfError
 
 DEFAULT_TIMEOUT_S = 5.0
 

@@ -44,7 +44,7 @@ def contract_from_trainer_env(env: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from minikf.kube.resources import pack_dir
+    from minikf.kube.objects import pack_dir
     from minikf.workload import fashion_data, train_worker
 
     args = parse_args(argv)

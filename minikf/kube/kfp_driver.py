@@ -37,8 +37,8 @@ def kfp_endpoint(cluster, kfp_namespace: str):
         return host.rstrip("/"), lambda: None
     from kubernetes import client
 
-    from minikf.errors import MinikfError
     from minikf.kube.portforward import PortForward
+    from minikf.runtime.errors import MinikfError
 
     pods = client.CoreV1Api(cluster.api_client).list_namespaced_pod(
         kfp_namespace, label_selector=KFP_SELECTOR, _request_timeout=30)
@@ -80,10 +80,10 @@ def compile_package(pipeline, path, pull_policy: str = "IfNotPresent"):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from minikf.errors import MinikfError
     from minikf.kube.client import connect
     from minikf.pipelines import PIPELINES
     from minikf.pipelines.run_local import load_pipeline
+    from minikf.runtime.errors import MinikfError
 
     parser = argparse.ArgumentParser()
     parser.add_argument("name", choices=sorted(PIPELINES))

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from minikf.engine.templating import TemplateError, render
 from minikf.metadata import default_db_path
 from minikf.metadata.store import Artifact, MetadataStore, RunRecord
+from minikf.scenario.templating import TemplateError, render
 
 MAX_FILES_PER_OUTPUT = 2000
 _SECRET = "<secret>"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from minikf.errors import MinikfError
+from minikf.runtime.errors import MinikfError
 
 SCHEMA_VERSION = 1
 _SCHEMA = """

@@ -16,9 +16,9 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from traitlets import List, Unicode
 
-from minikf.errors import MinikfError
-from minikf.notebooks.procs import kill_tree
 from minikf.profiles.store import private_dir, write_private
+from minikf.runtime.errors import MinikfError
+from minikf.runtime.processes import kill_tree
 
 
 def inject_parameters(nb: nbformat.NotebookNode, params: dict) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from minikf.kube.resources import check_openapi, dns_name
+from minikf.kube.objects import check_openapi, dns_name
 from minikf.profiles.store import Profile
 
 NOTEBOOK_IMAGE = os.environ.get("MINIKF_NOTEBOOK_IMAGE", "kubeflownotebookswg/jupyter-scipy:v1.9.0")

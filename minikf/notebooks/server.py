@@ -13,18 +13,18 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
 import requests
 
-from minikf.engine.resources import free_port
-from minikf.errors import MinikfError
-from minikf.notebooks.procs import kill_tree
 from minikf.profiles.quota import limited_argv
 from minikf.profiles.store import Profile, list_profiles, private_dir, write_private
+from minikf.runtime.errors import MinikfError
+from minikf.runtime.ports import free_port
+from minikf.runtime.processes import kill_tree
+from minikf.runtime.waiting import http_probe, wait_until
 
 READY_TIMEOUT = 60.0
 
@@ -77,19 +77,11 @@ def server_env(profile: Profile, token: str) -> dict[str, str]:
 
 
 def wait_ready(url: str, token: str, proc: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise MinikfError(f"Jupyter server exited {proc.returncode} before it was ready; "
-                              f"see {log_path}")
-        try:
-            if requests.get(f"{url}/api/status", headers={"Authorization": f"token {token}"},
-                            timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    raise MinikfError(f"Jupyter server on {url} not ready after {READY_TIMEOUT:.0f}s; see {log_path}")
+    headers = {"Authorization": f"token {token}"}
+    probe = http_probe(lambda: requests.get(f"{url}/api/status", headers=headers, timeout=2),
+                       lambda r: r.status_code == 200)
+    wait_until(probe, what=f"Jupyter server on {url}", timeout_s=READY_TIMEOUT, interval_s=0.3,
+               proc=proc, detail=lambda: f"; see {log_path}")
 
 
 def start_notebook(profile: Profile, port: int | None = None, resources=None) -> tuple[NotebookServer, str]:
@@ -122,7 +114,7 @@ def start_notebook(profile: Profile, port: int | None = None, resources=None) ->
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, token, proc, log_path)
-    except MinikfError:
+    except MinikfError:  # NotReady
         kill_tree(proc.pid)
         raise
     server = NotebookServer(profile.name, proc.pid, port, url,

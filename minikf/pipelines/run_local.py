@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
     runner = local.SubprocessRunner(use_venv=False)
     if os.environ.get("MINIKF_KFP_RUNNER") == "docker":  # set by the docker platform
-        from minikf.platforms.docker import kfp_docker_runner
+        from minikf.pipelines.runners import kfp_docker_runner
 
         runner = kfp_docker_runner(json.loads(args.arguments))
     local.init(runner=runner, pipeline_root=args.root)

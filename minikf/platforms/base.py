@@ -1,56 +1,120 @@
-"""The one small interface every platform implements."""
+"""The platform contract: one base class, every hook with a default, typed everywhere.
+
+A platform says *how* a workload runs (processes on this host, containers, a cluster); step kinds
+say *what* runs and never ask which platform they are on. A new platform is one module with a
+subclass of `Platform`, registered in `minikf.plugins.PLATFORMS` (or by an entry point).
+
+The hooks, in the order a journey meets them:
+- `missing(required)`: the capabilities a scenario needs that this platform lacks (it is then
+  skipped with the reason); `describe()`: what the platform is, for the results;
+- `prewarm(module, resources, scratch)`: called when a run starts for each module a step kind's
+  processes will run; a platform that can import them ahead (local) does;
+- `launch(argv, env, log_path, resources)`: start one workload process; returns a
+  `ProcessHandle` tracked by `resources`; `launch_driver(...)`: where a pipeline's driver runs
+  (by default the same as `launch`); `quota_argv(argv)`: argv wrapped for processes started
+  without `launch` (a notebook kernel), by default unchanged;
+- `run_training(request, resources, status)`: one job of N workers that leaves model/ and
+  metrics.jsonl in `request.out`; by default N `launch`ed worker processes (jobs.py);
+- `serve_model(request, resources, status)`: a served model's local URL; by default the model
+  server `launch`ed and polled until ready;
+- `close()`: release connections when the platform is done with.
+Hooks raise StepFailed or another MinikfError with the message the user sees.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from minikf.runtime.errors import StepFailed
+from minikf.runtime.processes import ProcessHandle, RunResources
+
+StatusHook = Callable[[str], None]
 
 
 @dataclass
 class TrainRequest:
-    """What the train step asks of a platform with `run_training`: the journey's hyperparameters
-    and where the data comes from."""
+    """One training job as the train step asks for it: the journey's hyperparameters, where the
+    data is on this host (`data_dir`, preprocessed) or where a cluster fetches it from
+    (`mirrors`, `sample`), and where model/ and metrics.jsonl must end up (`out`)."""
 
     name: str
     workers: int
     epochs: int
     batch_size: int
     lr: float
-    mirrors: list[str]
-    sample: bool
+    data_dir: Path
+    out: Path
+    log_path: Path
+    timeout_s: float
+    mirrors: list[str] = field(default_factory=list)
+    sample: bool = False
+    export_onnx: bool = True
+
+
+@dataclass
+class ServeRequest:
+    """One model to serve: KServe V1 and V2 behind `token`, on `port` where the platform serves
+    on this host."""
+
+    name: str
+    model_dir: Path
+    token: str
+    port: int
+    log_path: Path
     timeout_s: float
 
 
-class Platform(Protocol):
-    """A driver that provides capabilities (pipelines, training, serving, ...).
+def no_status(text: str) -> None:
+    """The default status hook: nothing shown."""
 
-    Optional hooks, for platforms where a piece is one resource rather than processes (steps use
-    them when present, `launch` otherwise):
-    - `launch_driver(argv, env, log_path, resources)`: where a pipeline's driver runs;
-    - `run_training(request: TrainRequest, resources, log_path, dest, status) -> Path`: one job of
-      N workers that leaves model/ and metrics.jsonl in `dest`;
-    - `serve_model(name, model_dir, token, resources, timeout_s, status) -> str`: a served model's
-      local URL.
-    They raise StepFailed or MinikfError with the message the user sees.
-    - `prewarm(module, resources, scratch)`: called when a run starts, for each module a step kind
-      names in WARM_MODULES; a platform that can do the module's imports ahead (local: a warm
-      parent that `launch` then forks from, platforms/warm.py) does so.
-    """
 
-    name: str
-    capabilities: frozenset[str]
+class Platform:
+    """A driver that provides capabilities (pipelines, training, serving, ...)."""
+
+    name: str = ""
+    capabilities: frozenset[str] = frozenset()
 
     def describe(self) -> dict:
         """What this platform is, for the results bundle."""
-        ...
-
-    def launch(self, argv: list[str], env: dict[str, str], log_path, resources):
-        """Start one workload process (a training worker, a server); tracked by `resources`.
-
-        Returns a handle with `poll()`, `wait()` and `returncode` like subprocess.Popen.
-        """
-        ...
+        return {"name": self.name, "capabilities": sorted(self.capabilities)}
 
     def missing(self, required: list[str]) -> list[str]:
-        """The required capabilities this platform lacks."""
-        ...
+        """The required capabilities this platform lacks, each with the reason."""
+        return sorted(set(required) - self.capabilities)
+
+    def prewarm(self, module: str, resources: RunResources, scratch: Path) -> None:
+        """Import `module` ahead where this platform can; by default nothing."""
+
+    def launch(self, argv: list[str], env: dict[str, str], log_path: Path,
+               resources: RunResources) -> ProcessHandle:
+        """Start one workload process, tracked by `resources`."""
+        raise StepFailed(f"the {self.name} platform does not start processes "
+                         f"({' '.join(argv[:3])} ...)")
+
+    def launch_driver(self, argv: list[str], env: dict[str, str], log_path: Path,
+                      resources: RunResources) -> ProcessHandle:
+        """Start a pipeline's driver (which runs the pipeline's tasks); by default as `launch`."""
+        return self.launch(argv, env, log_path, resources)
+
+    def quota_argv(self, argv: list[str]) -> list[str]:
+        """argv as it must run for processes not started by `launch`; by default unchanged."""
+        return argv
+
+    def run_training(self, request: TrainRequest, resources: RunResources,
+                     status: StatusHook = no_status) -> None:
+        """Run one data-parallel job; by default `request.workers` launched worker processes."""
+        from minikf.platforms.jobs import run_process_job
+
+        run_process_job(self, request, resources)
+
+    def serve_model(self, request: ServeRequest, resources: RunResources,
+                    status: StatusHook = no_status) -> str:
+        """Serve a model; by default the model server launched here. Returns its local URL."""
+        from minikf.platforms.serving import serve_process
+
+        return serve_process(self, request, resources)
+
+    def close(self) -> None:
+        """Release what the platform holds (connections); by default nothing."""

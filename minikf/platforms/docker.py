@@ -11,25 +11,24 @@ run left behind.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minikf.engine.resources import kill_process_group
-from minikf.errors import MinikfError
 from minikf.images import engine
 from minikf.images.build import WORKLOAD
+from minikf.images.mounts import host_paths, mounts_for, resolve_json_arguments, resolve_paths
+from minikf.platforms.base import Platform
+from minikf.runtime.errors import MinikfError
+from minikf.runtime.processes import ProcessHandle, RunResources, kill_process_group
+from minikf.workload.contract import SERVER_MODULE
 
 RUNTIME = "minikf/runtime:latest"
 SERVER = "minikf/server:latest"
-_SERVER_MODULE = "minikf.workload.server"
 
 
 def _run_id(resources) -> str:
@@ -39,57 +38,6 @@ def _run_id(resources) -> str:
         run_id = getattr(resources, "_docker_run_id", "") or uuid.uuid4().hex[:12]
         resources._docker_run_id = run_id
     return run_id
-
-
-def _host_paths(argv: list[str]) -> list[str]:
-    """Absolute paths named on the command line (also inside --opt=PATH and a,b lists)."""
-    found = []
-    for token in argv:
-        for part in re.split(r"[=,]", token):
-            if not part.startswith("/"):
-                continue
-            if Path(part).exists():
-                found.append(part)
-            elif Path(part).parent != Path("/") and Path(part).parent.is_dir():
-                found.append(str(Path(part).parent))  # an output the workload will create
-    return found
-
-
-def resolve_paths(text: str) -> str:
-    """Existing absolute paths in `text` (alone, after `=`, or in a comma list) made real.
-
-    A container sees only the mounted directories, so `/a/scenarios/../data` (or a path
-    through a symlink) must become the real `/a/data` that is mounted.
-    """
-    parts = re.split(r"([=,])", text)
-    return "".join(os.path.realpath(p) if p.startswith("/") and Path(p).exists() else p for p in parts)
-
-
-def _resolve_json_arguments(argv: list[str]) -> list[str]:
-    """The pipeline driver's `--arguments JSON` with its host paths made real."""
-    out = list(argv)
-    for i, token in enumerate(out[:-1]):
-        if token == "--arguments":
-            args = json.loads(out[i + 1])
-            out[i + 1] = json.dumps({k: resolve_paths(v) if isinstance(v, str) else v
-                                     for k, v in args.items()})
-    return out
-
-
-def mounts_for(paths: list[str], read_only: bool = False) -> list:
-    """Bind mounts at the same path; a path under a run's work dir mounts that whole dir."""
-    from docker.types import Mount
-
-    tmp = Path(tempfile.gettempdir()).resolve()
-    chosen: set[Path] = set()
-    for raw in paths:
-        path = Path(raw).resolve()
-        rel = path.relative_to(tmp).parts if path.is_relative_to(tmp) else ()
-        if rel and rel[0].startswith("minikf-"):
-            path = tmp / rel[0]  # the run's work dir: outputs land beside the inputs
-        chosen.add(path)
-    top = [p for p in chosen if not any(p != q and p.is_relative_to(q) for q in chosen)]
-    return [Mount(target=str(p), source=str(p), type="bind", read_only=read_only) for p in sorted(top)]
 
 
 @dataclass
@@ -158,9 +106,9 @@ class ContainerHandle:
 
 
 @dataclass
-class DockerPlatform:
+class DockerPlatform(Platform):
     name: str = "docker"
-    # Only what is implemented and tested on this platform: see tests/test_docker_platform.py
+    # Only what is implemented and tested on this platform: see tests/platforms/test_docker.py
     # and e2e/test_docker_journey.py.
     capabilities: frozenset[str] = field(
         default_factory=lambda: frozenset({"pipelines", "training", "serving"}))
@@ -175,8 +123,7 @@ class DockerPlatform:
 
     def describe(self) -> dict:
         """The engine's version and the images (content tag, Python) the workloads ran in."""
-        info = {"name": self.name, "capabilities": sorted(self.capabilities),
-                "docker": self._client.version().get("Version")}
+        info = {**super().describe(), "docker": self._client.version().get("Version")}
         for key, ref in (("runtime_image", self.runtime_image), ("server_image", self.server_image)):
             image = self._image(ref)
             tags = [t for t in (image.tags if image else []) if not t.endswith(":latest")]
@@ -184,9 +131,6 @@ class DockerPlatform:
             if image and key == "runtime_image":
                 info["python"] = (image.labels or {}).get("minikf.python")
         return info
-
-    def missing(self, required: list[str]) -> list[str]:
-        return sorted(set(required) - self.capabilities)
 
     def _image(self, ref: str):
         import docker
@@ -227,7 +171,8 @@ class DockerPlatform:
             self._cleaned.add(run_id)
         resources.on_cleanup(lambda: _raise_problems(remove_labelled(self._client, run_id)))
 
-    def launch(self, argv: list[str], env: dict[str, str], log_path, resources) -> ContainerHandle:
+    def launch(self, argv: list[str], env: dict[str, str], log_path: Path,
+               resources: RunResources) -> ContainerHandle:
         """Run argv in a container (server image for the model server, else the runtime image)."""
         self.check_images()
         run_id = _run_id(resources)
@@ -235,46 +180,32 @@ class DockerPlatform:
         command = [resolve_paths(token) for token in argv]
         if command and (command[0] == sys.executable or Path(command[0]).name.startswith("python")):
             command[0] = "python3"  # the image's venv python
-        image = self.server_image if _SERVER_MODULE in command else self.runtime_image
+        image = self.server_image if SERVER_MODULE in command else self.runtime_image
         log_path = Path(log_path)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         container = self._client.containers.run(
             image, command, detach=True, environment=dict(env), network_mode="host",
-            mounts=mounts_for(_host_paths(command)), user=f"{os.getuid()}:{os.getgid()}",
+            mounts=mounts_for(host_paths(command)), user=f"{os.getuid()}:{os.getgid()}",
             labels={engine.RUN_LABEL: run_id, engine.OWNER_LABEL: "1"},
             name=f"minikf-{run_id}-{uuid.uuid4().hex[:6]}", init=True,
         )
         return ContainerHandle(container, log_path)
 
-    def launch_driver(self, argv: list[str], env: dict[str, str], log_path, resources):
+    def launch_driver(self, argv: list[str], env: dict[str, str], log_path: Path,
+                      resources: RunResources) -> ProcessHandle:
         """The pipeline driver runs on this host; it hands each task to kfp.local.DockerRunner."""
         self.check_images()
         run_id = _run_id(resources)
         self._track(resources, run_id)
         image = self._client.images.get(self.runtime_image).tags
         content = next((t for t in image if not t.endswith(":latest")), self.runtime_image)
-        proc = resources.spawn(_resolve_json_arguments(argv), Path(log_path), env={
+        proc = resources.spawn(resolve_json_arguments(argv), Path(log_path), env={
             **os.environ, **env, "MINIKF_KFP_RUNNER": "docker", "MINIKF_RUN_ID": run_id,
             "MINIKF_RUNTIME_IMAGE": content})
         # Cleanup callbacks run newest first: the driver stops before its containers are
         # removed, so it cannot start another task (an exit handler) after the removal.
         resources.on_cleanup(lambda: kill_process_group(proc))
         return proc
-
-
-def kfp_docker_runner(arguments: dict):
-    """kfp.local.DockerRunner for a run: labelled, host network, caller's uid, inputs mounted.
-
-    DockerRunner mounts the pipeline root only; the host paths named in the pipeline's
-    arguments (e.g. a local mirror of the data set) are mounted read-only at the same path.
-    """
-    from kfp import local
-
-    paths = [p for v in arguments.values() if isinstance(v, str) for p in _host_paths([v])]
-    run_id = os.environ.get("MINIKF_RUN_ID", "")
-    return local.DockerRunner(
-        labels={engine.RUN_LABEL: run_id, engine.OWNER_LABEL: "1"}, network_mode="host",
-        user=f"{os.getuid()}:{os.getgid()}", mounts=mounts_for(paths, read_only=True), init=True)
 
 
 def _raise_problems(problems: list[str]) -> None:

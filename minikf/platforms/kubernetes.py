@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from minikf.errors import MinikfError
-from minikf.kube import resources as res
+from minikf.kube import objects as res
 from minikf.kube.client import Cluster, connect, missing_crds, require_permissions
-from minikf.platforms.base import TrainRequest
-from minikf.steps.base import StepFailed
+from minikf.platforms.base import Platform, ServeRequest, StatusHook, TrainRequest, no_status
+from minikf.runtime.errors import StepFailed
+from minikf.runtime.processes import ProcessHandle, RunResources
 
 POLL_S = 2.0
 # capability -> the CRDs that provide it (any one is enough); only capabilities whose steps
@@ -42,7 +42,7 @@ class ClusterStepFailed(StepFailed):
 
 
 @dataclass
-class KubernetesPlatform:
+class KubernetesPlatform(Platform):
     kubeconfig: str | None = None
     namespace: str | None = None
     context: str | None = None
@@ -50,6 +50,7 @@ class KubernetesPlatform:
     kfp_namespace: str = field(default_factory=lambda: os.environ.get("MINIKF_KFP_NAMESPACE", "kubeflow"))
     name: str = "kubernetes"
     cluster: Cluster | None = field(default=None, repr=False)
+    _versions: dict[str, str] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.cluster is None:
@@ -76,7 +77,7 @@ class KubernetesPlatform:
     def component_versions(self) -> dict[str, str]:
         """Kubeflow component -> image tag of its controller, for the results' versions; best
         effort: a namespace this user may not read says so instead of failing the run."""
-        if hasattr(self, "_versions"):
+        if self._versions is not None:
             return self._versions
         import urllib3
         from kubernetes.client.rest import ApiException
@@ -139,14 +140,16 @@ class KubernetesPlatform:
                 lacking.append(f"{cap} (not implemented on the kubernetes platform yet)")
         return lacking
 
-    def launch(self, argv: list[str], env: dict[str, str], log_path, resources):
+    def launch(self, argv: list[str], env: dict[str, str], log_path: Path,
+               resources: RunResources) -> ProcessHandle:
         if "minikf.pipelines.run_local" in argv:
             return self.launch_driver(argv, env, log_path, resources)
         raise ClusterStepFailed(
             f"this step starts a process ({' '.join(argv[:3])} ...), which the kubernetes platform "
             f"does not run on this host; it has no cluster form yet")
 
-    def launch_driver(self, argv: list[str], env: dict[str, str], log_path, resources):
+    def launch_driver(self, argv: list[str], env: dict[str, str], log_path: Path,
+                      resources: RunResources) -> ProcessHandle:
         """The pipeline step's driver: here minikf.kube.kfp_driver, which submits the compiled
         pipeline to the cluster's KFP API with kfp.Client and waits for the run."""
         at = argv.index("minikf.pipelines.run_local")
@@ -229,10 +232,11 @@ class KubernetesPlatform:
             self._create_configmap(obj, resources)
         return res.DATA_MOUNT, [o["metadata"]["name"] for o in objs]
 
-    def run_training(self, request: TrainRequest, resources, log_path: Path, dest: Path,
-                     status=lambda text: None) -> Path:
+    def run_training(self, request: TrainRequest, resources: RunResources,
+                     status: StatusHook = no_status) -> None:
         """Run the journey's training as one job of N workers; bring model/ and metrics.jsonl
-        back into `dest` from the rank-0 log. Raises ClusterStepFailed naming what failed."""
+        back into `request.out` from the rank-0 log. Raises ClusterStepFailed naming what failed."""
+        log_path, dest = request.log_path, request.out
         plural = "pytorchjobs" if self.train_kind == "PyTorchJob" else "trainjobs"
         needs = res.COMMON_PERMISSIONS + res.TRAIN_PERMISSIONS[plural]
         require_permissions(self.cluster, self.namespace, needs)
@@ -277,7 +281,7 @@ class KubernetesPlatform:
             tail = "\n".join(log.strip().splitlines()[-5:])
             raise ClusterStepFailed(f"{what} failed: {message}; rank-0 log tail:\n{tail}")
         try:
-            return res.unpack_from_log(log, dest)
+            res.unpack_from_log(log, dest)
         except ValueError as exc:
             raise ClusterStepFailed(f"{what} succeeded but {exc} (log: {log_path})") from None
 
@@ -317,9 +321,12 @@ class KubernetesPlatform:
             parts.append(f"{pod.metadata.name} {phase}" + (f" [{'; '.join(reasons)}]" if reasons else ""))
         return "pods: " + ", ".join(parts)
 
-    def serve_model(self, name: str, model_dir: Path, token: str, resources, timeout_s: float,
-                    status=lambda text: None) -> str:
-        """Serve `model_dir` as an InferenceService; return a local URL (port-forward) to it."""
+    def serve_model(self, request: ServeRequest, resources: RunResources,
+                    status: StatusHook = no_status) -> str:
+        """Serve `request.model_dir` as an InferenceService; return a local URL (a port-forward)
+        to it."""
+        name, model_dir, token, timeout_s = (request.name, request.model_dir, request.token,
+                                             request.timeout_s)
         require_permissions(self.cluster, self.namespace, res.COMMON_PERMISSIONS + res.SERVE_PERMISSIONS)
         isvc_name = res.dns_name(name, limit=45)
         labels = self._labels(name)
@@ -372,7 +379,3 @@ class KubernetesPlatform:
         if self.cluster is not None:
             self.cluster.close()
 
-
-def platform_error(exc: Exception) -> str:
-    """The one line a step shows for a cluster failure."""
-    return exc.message if isinstance(exc, MinikfError) else str(exc)

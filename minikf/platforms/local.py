@@ -8,11 +8,13 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from minikf.platforms.base import Platform
 from minikf.platforms.warm import WarmPool
+from minikf.runtime.processes import ProcessHandle, RunResources
 
 
 @dataclass
-class LocalPlatform:
+class LocalPlatform(Platform):
     name: str = "local"
     # Only what is implemented and tested on this platform today.
     capabilities: frozenset[str] = field(
@@ -27,15 +29,14 @@ class LocalPlatform:
 
     def describe(self) -> dict:
         return {
-            "name": self.name,
-            "capabilities": sorted(self.capabilities),
+            **super().describe(),
             "host": host.node(),
             "cpus": os.cpu_count(),
             "python": host.python_version(),
             "warm_start": self.warm_start,
         }
 
-    def prewarm(self, module: str, resources, scratch: Path) -> None:
+    def prewarm(self, module: str, resources: RunResources, scratch: Path) -> None:
         """Start an interpreter that imports `module` now; launches of `module` fork from it."""
         if not self.warm_start:
             return
@@ -46,19 +47,17 @@ class LocalPlatform:
                 resources.on_cleanup(lambda: self._drop_pool(resources))
         pool.start(module, resources)
 
-    def _drop_pool(self, resources) -> None:
+    def _drop_pool(self, resources: RunResources) -> None:
         with self._lock:
             pool = self._pools.pop(id(resources), None)
         if pool is not None:
             pool.release()
 
-    def launch(self, argv: list[str], env: dict[str, str], log_path, resources):
+    def launch(self, argv: list[str], env: dict[str, str], log_path: Path,
+               resources: RunResources) -> ProcessHandle:
         """A subprocess in its own process group, with this host's environment plus `env`:
         a warm one started for this run when there is one, else a new one."""
         with self._lock:
             pool = self._pools.get(id(resources))
         warm = pool.take(argv, env, Path(log_path), resources) if pool else None
         return warm or resources.spawn(argv, log_path, env={**os.environ, **env})
-
-    def missing(self, required: list[str]) -> list[str]:
-        return sorted(set(required) - self.capabilities)

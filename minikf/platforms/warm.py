@@ -6,7 +6,7 @@ Why: on the local platform most of the journey's fixed cost was interpreters imp
 frameworks before doing any work: each train worker imported torch and torch._dynamo (3-5 s on
 2 cores), the model server kserve (about 2 s). Started ahead, these imports overlap the download
 and preprocess steps and each other, and the N workers of a job share one import instead of
-paying N on 2 cores. Issue 6 (journey overhead).
+paying N on 2 cores.
 
 The warm side, `python -m minikf.platforms.warm MODULE` (its stderr is its own log):
 - imports MODULE and calls its `warm_up()` if it has one (what the framework imports lazily on
@@ -45,7 +45,7 @@ from pathlib import Path
 
 import psutil
 
-from minikf.errors import MinikfError
+from minikf.runtime.errors import MinikfError
 
 WARM_NOTE = "minikf: warm start, forked after the imports (minikf/platforms/warm.py)\n"
 READY_TIMEOUT_S = 300.0  # how long a launch waits for its warm parent to finish importing

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import psutil
 
-from minikf.errors import MinikfError
 from minikf.profiles.store import Profile, private_dir, write_private
+from minikf.runtime.errors import MinikfError
 
 
 class QuotaExceeded(MinikfError):

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from minikf.platforms.base import Platform
 from minikf.profiles.quota import check_workers, limited_argv, run_slot
 from minikf.profiles.store import Profile
+from minikf.runtime.processes import ProcessHandle, RunResources
 
 
 @dataclass
-class ProfilePlatform:
+class ProfilePlatform(Platform):
     """Wraps a platform so every workload process it launches runs under the profile's quota."""
 
-    inner: Any
+    inner: Platform
     profile: Profile
-    outer: Any = None
-    """A run's Resources that should also stop these processes (a run started from a step)."""
+    outer: RunResources | None = None
+    """A run's resources that should also stop these processes (a run started from a step)."""
 
     @property
     def name(self) -> str:
@@ -32,28 +35,34 @@ class ProfilePlatform:
         return {**self.inner.describe(), "profile": self.profile.name,
                 "quota": self.profile.quota.model_dump()}
 
+    def missing(self, required: list[str]) -> list[str]:
+        return self.inner.missing(required)
+
+    def prewarm(self, module: str, resources: RunResources, scratch: Path) -> None:
+        """Nothing: a warm parent would run outside the profile's quota."""
+
     def quota_argv(self, argv: list[str]) -> list[str]:
         """argv under the profile's quota, for processes not started by `launch` (a kernel)."""
         return limited_argv(self.profile, argv)
 
-    def launch(self, argv: list[str], env: dict[str, str], log_path, resources):
+    def launch(self, argv: list[str], env: dict[str, str], log_path: Path,
+               resources: RunResources) -> ProcessHandle:
         proc = self.inner.launch(self.quota_argv(argv), env=env, log_path=log_path,
                                  resources=resources)
         if self.outer is not None:  # the outer step's timeout or Ctrl-C stops it too
-            self.outer.processes.append(proc)
+            self.outer.adopt(proc)
         return proc
 
-    def missing(self, required: list[str]) -> list[str]:
-        return self.inner.missing(required)
+    def close(self) -> None:
+        self.inner.close()
 
 
-def run_as(profile: Profile, scenario, platform: Any, params: dict | None = None,
-           progress=None, outer=None):
-    """Run a scenario as `profile`: QuotaExceeded before anything starts when over quota.
+def run_as(profile: Profile, scenario, platform: Platform, run_scenario: Callable[..., Any],
+           params: dict | None = None, progress=None, outer: RunResources | None = None):
+    """Run a scenario as `profile` with the engine's `run_scenario`: QuotaExceeded before
+    anything starts when over quota.
 
-    `outer`: the Resources of a run this one is a step of, so stopping it stops this one."""
-    from minikf.engine.runner import run_scenario
-
+    `outer`: the resources of a run this one is a step of, so stopping it stops this one."""
     merged = {**scenario.params, **(params or {})}
     if "workers" in merged:
         check_workers(profile, int(merged["workers"]))

@@ -14,13 +14,14 @@ import hmac
 import os
 import secrets
 import shutil
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from minikf.errors import MinikfError
+from minikf.runtime.errors import MinikfError
 
 HOME_ENV = "MINIKF_HOME"
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
@@ -142,12 +143,12 @@ def list_profiles(home: Path | str | None = None) -> list[Profile]:
             if (p / "profile.yaml").is_file()]
 
 
-def delete_profile(name: str, home: Path | str | None = None) -> Path:
-    """Remove a profile and everything in its dir (its notebook server is stopped first)."""
-    from minikf.notebooks.server import stop_notebook
-
+def delete_profile(name: str, home: Path | str | None = None,
+                   before: Callable[[Profile], object] = lambda profile: None) -> Path:
+    """Remove a profile and everything in its dir; `before(profile)` runs first (the caller
+    stops what the profile still runs, such as its notebook server)."""
     profile = load_profile(name, home)
-    stop_notebook(profile)
+    before(profile)
     shutil.rmtree(profile.dir)
     return profile.dir
 

@@ -8,7 +8,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from minikf.errors import ScenarioInvalid
+from minikf.plugins import STEP_KINDS
+from minikf.runtime.errors import ScenarioInvalid
 from minikf.scenario.expectations import Expectation
 
 CAPABILITIES = {
@@ -17,7 +18,8 @@ CAPABILITIES = {
 
 
 class Step(BaseModel):
-    """One named step: a kind (a module in minikf.steps), its arguments, a timeout, expectations."""
+    """One named step: a kind (registered in minikf.plugins.STEP_KINDS), its arguments, a timeout,
+    expectations."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -30,10 +32,8 @@ class Step(BaseModel):
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, kind: str) -> str:
-        from minikf.steps import STEP_KINDS
-
         if kind not in STEP_KINDS:
-            raise ValueError(f"unknown step kind {kind!r}; known: {', '.join(sorted(STEP_KINDS))}")
+            raise ValueError(f"unknown step kind {kind!r}; known: {', '.join(STEP_KINDS.names())}")
         return kind
 
     @field_validator("expect")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import requests
 
-from minikf.steps.base import StepContext, StepFailed, StepOutcome
+from minikf.runtime.errors import StepFailed
+from minikf.steps.base import StepContext, StepKind, StepOutcome
 
 
 def _status(method: str, url: str, token: str | None) -> int | str:
@@ -66,8 +67,7 @@ def run(ctx: StepContext) -> StepOutcome:
         for path in target["paths"]:
             row = check_target(str(target["url"]), str(path), owner, target_other, without)
             rows.append({"target": target.get("name", str(i)), **row})
-    ctx.log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(ctx.log_path, "a") as log:
+    with ctx.open_log() as log:
         for row in rows:
             log.write(f"{row['target']} {row['method']} {row['url']}: without token {row['no_token']}, other "
                       f"user {row['other_user']}, owner {row['owner']}, ok={row['ok']}\n")
@@ -85,3 +85,6 @@ def run(ctx: StepContext) -> StepOutcome:
         raise StepFailed(f"step {ctx.name!r}: {len(failed)} of {len(rows)} access checks failed:\n"
                          + "\n".join(lines))
     return StepOutcome(metrics=metrics, outputs={"checks": rows})
+
+
+KIND = StepKind("access", run)

@@ -1,4 +1,11 @@
-"""What a step kind receives and returns."""
+"""What a step kind is, receives and returns.
+
+A step kind is one module in this package (or an outside package) that defines
+`KIND = StepKind(name, run, warm_modules)` and is registered in `minikf.plugins.STEP_KINDS`.
+`run(ctx)` does the step's work, mostly by asking `ctx.platform` (the typed platform contract in
+minikf/platforms/base.py), and returns a `StepOutcome`; it raises StepFailed (or any MinikfError)
+with the message the user sees.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +13,13 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from minikf.engine.resources import Resources
+from minikf.runtime.errors import StepFailed
+from minikf.runtime.processes import RunResources
 
-
-class StepFailed(Exception):
-    """A step's own failure, with the message the user sees."""
-
-
-def log_tail(path: Path, lines: int = 5) -> str:
-    """The last lines of a step's log, for a failure message."""
-    try:
-        text = Path(path).read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.strip().splitlines()[-lines:])
+if TYPE_CHECKING:
+    from minikf.platforms.base import Platform
 
 
 @dataclass
@@ -37,13 +35,16 @@ class StepContext:
     args: dict[str, Any]
     workdir: Path
     log_path: Path
-    resources: Resources
-    platform: Any
+    resources: RunResources
+    platform: Platform
     params: dict[str, Any]
     timeout: float
     results_dir: Path
     status: Callable[[str], None] = field(default=lambda text: None)
     """Updates the live progress line of this step (a no-op when not on a terminal)."""
+    run_scenario: Callable[..., Any] | None = None
+    """The engine's run_scenario(scenario, platform, results_dir, params=, progress=), for a step
+    that runs a scenario of its own (profile_run); handed in so steps never import the engine."""
 
     def unique_name(self) -> str:
         """A name for what this step creates, unique per run and valid as a Kubernetes object name."""
@@ -62,3 +63,19 @@ class StepContext:
                 f"got {type(value).__name__}"
             )
         return value
+
+    def open_log(self):
+        """The step's log, for appending lines; its folder is made when missing."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        return open(self.log_path, "a")
+
+
+@dataclass(frozen=True)
+class StepKind:
+    """A step kind: its name in scenarios, its `run`, and the Python modules its processes run
+    (`python -m MODULE`), which a platform that can import them ahead (local) does when the run
+    starts."""
+
+    name: str
+    run: Callable[[StepContext], StepOutcome]
+    warm_modules: tuple[str, ...] = ()

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
-from minikf.steps.base import StepContext, StepFailed, StepOutcome, log_tail
-
-
-def last_json_line(log_text: str) -> dict:
-    for line in reversed(log_text.strip().splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError:
-                return {}
-            return value if isinstance(value, dict) else {}
-    return {}
+from minikf.runtime.errors import StepFailed
+from minikf.runtime.logs import last_json_line, log_tail
+from minikf.steps.base import StepContext, StepKind, StepOutcome
 
 
 def run(ctx: StepContext) -> StepOutcome:
@@ -33,3 +22,6 @@ def run(ctx: StepContext) -> StepOutcome:
         raise StepFailed(f"command {argv[0]} exited {code}: {log_tail(ctx.log_path)}")
     metrics = last_json_line(text)
     return StepOutcome(metrics=metrics, outputs=dict(metrics))
+
+
+KIND = StepKind("command", run)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from minikf.steps.base import StepContext, StepFailed, StepOutcome
+from minikf.runtime.errors import StepFailed
+from minikf.steps.base import StepContext, StepKind, StepOutcome
 from minikf.workload import fashion_data
 
 
@@ -28,3 +29,6 @@ def run(ctx: StepContext) -> StepOutcome:
         raise StepFailed(str(exc)) from exc
     size = sum((dest / name).stat().st_size for name in found)
     return StepOutcome(metrics={"files": len(found), "bytes": size}, outputs={"raw_dir": str(dest)})
+
+
+KIND = StepKind("download", run)

@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 
 from minikf.metadata.lineage import sha256_file
-from minikf.steps.base import StepContext, StepFailed, StepOutcome, log_tail
+from minikf.runtime.errors import StepFailed
+from minikf.runtime.logs import log_tail
+from minikf.steps.base import StepContext, StepKind, StepOutcome
 
 
 def _cli(ctx: StepContext, args: list[str], env: dict, log: Path) -> str:
@@ -82,3 +84,6 @@ def run(ctx: StepContext) -> StepOutcome:
     metrics = {"runs_recorded": sum(r in listed for r in run_ids), "data_files_verified": len(data),
                "changed_params_shown": len(changed) - len(missing)}
     return StepOutcome(metrics=metrics, outputs={"run_ids": run_ids, "db": env["MINIKF_METADATA_DB"]})
+
+
+KIND = StepKind("lineage", run)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from minikf.errors import MinikfError
 from minikf.notebooks.execute import execute_notebook, stop_kernel
 from minikf.profiles.store import private_dir
-from minikf.steps.base import StepContext, StepFailed, StepOutcome
+from minikf.runtime.errors import MinikfError, StepFailed
+from minikf.steps.base import StepContext, StepKind, StepOutcome
 
 
 def run(ctx: StepContext) -> StepOutcome:
@@ -20,13 +20,12 @@ def run(ctx: StepContext) -> StepOutcome:
     out_dir = cwd / "out"
     params.setdefault("out_dir", str(out_dir))
     executed = private_dir(ctx.results_dir / "notebooks") / path.name
-    # run as a user (minikf profiles run): the kernel runs under the user's quota too
-    quota_argv = getattr(ctx.platform, "quota_argv", None)
     try:
         # the engine's step timeout is the one that fires; stop_kernel cleans up after it
         execute_notebook(path, params, cwd, executed, ctx.timeout + 60,
                          on_client=lambda c: ctx.resources.on_cleanup(lambda: stop_kernel(c)),
-                         kernel_prefix=quota_argv([]) if quota_argv else None)
+                         # as a user (minikf profiles run): the kernel runs under the user's quota too
+                         kernel_prefix=ctx.platform.quota_argv([]))
     except MinikfError as exc:
         raise StepFailed(f"step {ctx.name!r}: {exc.message} (executed notebook: {executed})") from None
     metrics_file = Path(params["out_dir"]) / "metrics.json"
@@ -36,3 +35,6 @@ def run(ctx: StepContext) -> StepOutcome:
     metrics = {k: v for k, v in values.items() if isinstance(v, (int, float))}
     outputs = {**values, "executed_notebook": str(executed)}
     return StepOutcome(metrics=metrics, outputs=outputs)
+
+
+KIND = StepKind("notebook", run)

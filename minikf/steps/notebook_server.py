@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from minikf.errors import MinikfError
 from minikf.notebooks.server import start_notebook
 from minikf.profiles.store import load_profile
-from minikf.steps.base import StepContext, StepFailed, StepOutcome
+from minikf.runtime.errors import MinikfError, StepFailed
+from minikf.steps.base import StepContext, StepKind, StepOutcome
 
 
 def run(ctx: StepContext) -> StepOutcome:
@@ -20,3 +20,6 @@ def run(ctx: StepContext) -> StepOutcome:
         raise StepFailed(f"step {ctx.name!r}: {exc.message}") from None
     return StepOutcome(outputs={"url": server.url, "pid": server.pid, "user": user,
                                 "token_file": server.token_file})
+
+
+KIND = StepKind("notebook_server", run)

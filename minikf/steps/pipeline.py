@@ -12,8 +12,9 @@ import json
 import sys
 
 from minikf.pipelines.failures import failed_task
-from minikf.steps.base import StepContext, StepFailed, StepOutcome, log_tail
-from minikf.steps.command import last_json_line
+from minikf.runtime.errors import StepFailed
+from minikf.runtime.logs import last_json_line, log_tail
+from minikf.steps.base import StepContext, StepKind, StepOutcome
 
 
 def _failure_message(name: str, ctx: StepContext, text: str) -> str:
@@ -52,8 +53,7 @@ def run(ctx: StepContext) -> StepOutcome:
     argv = [sys.executable, "-m", "minikf.pipelines.run_local", name,
             "--root", str(ctx.workdir / "pipeline-root"), "--arguments", json.dumps(arguments)]
     # The driver runs where the platform says (docker: on this host, tasks in containers).
-    launch = getattr(ctx.platform, "launch_driver", ctx.platform.launch)
-    proc = launch(argv, {}, ctx.log_path, ctx.resources)
+    proc = ctx.platform.launch_driver(argv, {}, ctx.log_path, ctx.resources)
     code = proc.wait()
     text = ctx.log_path.read_text(errors="replace")
     result = last_json_line(text)
@@ -83,3 +83,6 @@ def _artifacts(result: dict) -> list[dict]:
     """The run's KFP artifacts as typed files for the lineage store (minikf/metadata)."""
     return [{"kind": _KINDS.get(a.get("type", ""), "artifact"), "name": f"{a['task']}/{a['name']}",
              "path": a["uri"]} for a in result.get("artifacts") or [] if a.get("uri")]
+
+
+KIND = StepKind("pipeline", run)

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from minikf.steps.base import StepContext, StepFailed, StepOutcome
+from minikf.runtime.errors import StepFailed
+from minikf.steps.base import StepContext, StepKind, StepOutcome
 
 MODEL_NAME = "fashion-mnist"
 
@@ -87,9 +88,8 @@ def run(ctx: StepContext) -> StepOutcome:
         agreement = agree / n if n else 0.0
     else:
         agreement = 1.0
-    for line in errors[:20]:
-        with open(ctx.log_path, "a") as log:
-            log.write(line + "\n")
+    with ctx.open_log() as log:
+        log.writelines(line + "\n" for line in errors[:20])
     metrics = {
         "accuracy": correct / len(x),
         "agreement": agreement,
@@ -98,3 +98,6 @@ def run(ctx: StepContext) -> StepOutcome:
         "errors": len(errors),
     }
     return StepOutcome(metrics=metrics, outputs={"predictions": v1_preds})
+
+
+KIND = StepKind("predict", run)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from minikf.steps.base import StepContext, StepFailed, StepOutcome
+from minikf.runtime.errors import StepFailed
+from minikf.steps.base import StepContext, StepKind, StepOutcome
 from minikf.workload import fashion_data
 
 
@@ -19,3 +20,6 @@ def run(ctx: StepContext) -> StepOutcome:
         metrics={"train_images": counts["train"], "test_images": counts["test"]},
         outputs={"data_dir": str(out)},
     )
+
+
+KIND = StepKind("preprocess", run)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 from minikf.profiles.store import HOME_ENV
-from minikf.steps.base import StepContext, StepFailed, StepOutcome, log_tail
-from minikf.steps.service import wait_for_port
+from minikf.runtime.logs import log_tail
+from minikf.runtime.waiting import wait_for_port
+from minikf.steps.base import StepContext, StepKind, StepOutcome
 
 
 def run(ctx: StepContext) -> StepOutcome:
@@ -17,8 +17,9 @@ def run(ctx: StepContext) -> StepOutcome:
     port = int(ctx.arg("port", kind=(int, str)))
     argv = [sys.executable, "-m", "minikf.profiles.api", "--port", str(port)]
     proc = ctx.resources.spawn(argv, ctx.log_path, env={**os.environ, HOME_ENV: str(home)})
-    try:
-        wait_for_port(port, proc, time.monotonic() + 30)
-    except StepFailed as exc:
-        raise StepFailed(f"{exc}; log tail:\n{log_tail(ctx.log_path)}") from None
+    wait_for_port(port, proc, 30.0, what="profiles API",
+                  detail=lambda: f"; log tail:\n{log_tail(ctx.log_path)}")
     return StepOutcome(outputs={"url": f"http://127.0.0.1:{port}", "pid": proc.pid})
+
+
+KIND = StepKind("profile_api", run)

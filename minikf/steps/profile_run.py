@@ -13,8 +13,9 @@ from pathlib import Path
 from minikf.profiles.quota import QuotaExceeded, run_slot
 from minikf.profiles.runs import run_as
 from minikf.profiles.store import load_profile
+from minikf.runtime.errors import StepFailed
 from minikf.scenario import load_scenario
-from minikf.steps.base import StepContext, StepFailed, StepOutcome
+from minikf.steps.base import StepContext, StepKind, StepOutcome
 
 
 def run(ctx: StepContext) -> StepOutcome:
@@ -26,13 +27,12 @@ def run(ctx: StepContext) -> StepOutcome:
         for i in range(int(ctx.arg("hold_slots", 0, int))):
             held.enter_context(run_slot(profile, f"{ctx.name}-held-{i}"))
         try:
-            result, run_dir = run_as(profile, scenario, ctx.platform, params,
+            result, run_dir = run_as(profile, scenario, ctx.platform, ctx.run_scenario, params,
                                      outer=ctx.resources)
         except QuotaExceeded as exc:
             if not expect_refusal:
                 raise StepFailed(f"step {ctx.name!r}: {exc.message}") from None
-            ctx.log_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(ctx.log_path, "a") as log:
+            with ctx.open_log() as log:
                 log.write(exc.message + "\n")
             return StepOutcome(metrics={"refused": 1}, outputs={"message": exc.message})
     if expect_refusal:
@@ -44,3 +44,6 @@ def run(ctx: StepContext) -> StepOutcome:
     return StepOutcome(metrics={"refused": 0, "steps": len(result.steps)},
                        outputs={"run": run_dir.name, "run_id": result.run_id,
                                 "status": result.status})
+
+
+KIND = StepKind("profile_run", run)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from minikf.errors import MinikfError
 from minikf.profiles.store import Quota, create_profile
-from minikf.steps.base import StepContext, StepFailed, StepOutcome
+from minikf.runtime.errors import MinikfError, StepFailed
+from minikf.steps.base import StepContext, StepKind, StepOutcome
 
 
 def run(ctx: StepContext) -> StepOutcome:
@@ -27,3 +27,6 @@ def run(ctx: StepContext) -> StepOutcome:
         created.append(profile.name)
     return StepOutcome(metrics={"profiles": len(created)},
                        outputs={"home": str(home), "names": created})
+
+
+KIND = StepKind("profiles", run)

@@ -12,13 +12,10 @@ import shutil
 import threading
 from pathlib import Path
 
-from minikf.steps.base import StepContext, StepFailed, StepOutcome
+from minikf.runtime.errors import StepFailed
+from minikf.steps.base import StepContext, StepKind, StepOutcome
 from minikf.tuning.spec import parse_spec
 from minikf.workload.contract import WORKER_MODULE
-
-# Every trial's workers fork from one interpreter that loaded torch when the run started, where
-# the platform can (steps/__init__.py): seconds less per trial.
-WARM_MODULES = (WORKER_MODULE,)
 
 
 def run(ctx: StepContext) -> StepOutcome:
@@ -80,3 +77,8 @@ def run(ctx: StepContext) -> StepOutcome:
     outputs = {"model_dir": str(published), "best_params": best["params"],
                "best_trial": best["number"], "stopped_because": result.stopped_because}
     return StepOutcome(metrics=metrics, outputs=outputs, series=series)
+
+
+# Every trial's workers fork from one interpreter that loaded torch when the run started, where
+# the platform can: seconds less per trial.
+KIND = StepKind("tune", run, warm_modules=(WORKER_MODULE,))

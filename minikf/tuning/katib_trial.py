@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from minikf.engine.resources import free_port
+from minikf.runtime.ports import free_port
 from minikf.tuning.trial import CheckpointScorer, train_argv, watch_epochs
 from minikf.workload.contract import worker_env
 

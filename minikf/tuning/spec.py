@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from minikf.errors import MinikfError
+from minikf.runtime.errors import MinikfError
 
 # The Fashion-MNIST trainer's own flags (minikf.workload.train_worker) and their sane bounds.
 TUNABLE = {"lr": (float, 0.0, 10.0), "batch_size": (int, 1, 4096), "epochs": (int, 1, 100)}

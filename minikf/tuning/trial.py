@@ -6,21 +6,21 @@ says it is a bad one (Katib's early stopping, done the same way: on intermediate
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import optuna
 import torch
 
-from minikf.engine.resources import Resources, free_port, kill_process_group
+from minikf.platforms.base import Platform
+from minikf.runtime.ports import free_port
+from minikf.runtime.processes import RunResources, kill_process_group
 from minikf.tuning.spec import TuningSpec
-from minikf.workload.contract import WORKER_MODULE, worker_env
+from minikf.workload.contract import worker_argv, worker_env
 from minikf.workload.model import FashionCNN
 
 
@@ -52,8 +52,8 @@ class TrialEnv:
     data_dir: Path
     workdir: Path
     logs: Path
-    platform: Any
-    resources: Resources
+    platform: Platform
+    resources: RunResources
     gate: LaunchGate = field(default_factory=LaunchGate)
 
 
@@ -112,9 +112,7 @@ def watch_epochs(procs: list, out: Path, scorer: CheckpointScorer
 
 
 def train_argv(data_dir: Path, out: Path, params: dict) -> list[str]:
-    return [sys.executable, "-m", WORKER_MODULE, "--data", str(data_dir),
-            "--out", str(out), "--epochs", str(params["epochs"]),
-            "--batch-size", str(params["batch_size"]), "--lr", repr(params["lr"])]
+    return worker_argv(data_dir, out, params["epochs"], params["batch_size"], params["lr"])
 
 
 def run_trial(trial: optuna.Trial, spec: TuningSpec, env: TrialEnv, scorer: CheckpointScorer,

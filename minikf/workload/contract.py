@@ -1,16 +1,36 @@
-"""The Kubeflow PyTorchJob/TrainJob env contract, kept free of torch so launchers stay light.
+"""The Kubeflow PyTorchJob/TrainJob env contract and the worker's command line, kept free of
+torch so launchers stay light.
 
-train_worker.init_distributed reads these variables; every launcher (the train step, the
-training benchmark, later the docker and kubernetes platforms) writes them with worker_env.
+train_worker.init_distributed reads these variables; every launcher (the platforms' training
+jobs, tuning trials, the training benchmark) writes them with worker_env and runs worker_argv.
 """
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 # What every launcher runs, `python -m WORKER_MODULE`; warm starts key on the same name.
 WORKER_MODULE = "minikf.workload.train_worker"
+# The model server, `python -m SERVER_MODULE --model-dir DIR --port N` (token in the env).
+SERVER_MODULE = "minikf.workload.server"
 
 
 def worker_env(rank: int, world_size: int, master_port: int,
                master_addr: str = "127.0.0.1") -> dict[str, str]:
     return {"MASTER_ADDR": master_addr, "MASTER_PORT": str(master_port),
             "WORLD_SIZE": str(world_size), "RANK": str(rank)}
+
+
+def worker_argv(data_dir: Path | str, out: Path | str, epochs: int, batch_size: int, lr: float,
+                export_onnx: bool = False) -> list[str]:
+    """`python -m WORKER_MODULE ...` for one worker of a job; with `export_onnx` rank 0 also
+    writes model.onnx, so evaluate and serve run without importing torch."""
+    argv = [sys.executable, "-m", WORKER_MODULE, "--data", str(data_dir), "--out", str(out),
+            "--epochs", str(epochs), "--batch-size", str(batch_size), "--lr", repr(float(lr))]
+    return [*argv, "--export-onnx"] if export_onnx else argv
+
+
+def server_argv(model_dir: Path | str, port: int) -> list[str]:
+    """`python -m SERVER_MODULE ...`; the token travels in MINIKF_SERVE_TOKEN, never in argv."""
+    return [sys.executable, "-m", SERVER_MODULE, "--model-dir", str(model_dir), "--port", str(port)]

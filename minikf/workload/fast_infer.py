@@ -13,7 +13,7 @@ and answers the two predict routes directly:
 - batching: requests that arrive together (parsed in the same event-loop turn) run as one
   forward pass, so a loaded server does one batch of N instead of N batches of 1, at no added
   wait for a lone request;
-- encoding: orjson, the same response bodies as KServe's (checked by tests/test_server.py).
+- encoding: orjson, the same response bodies as KServe's (checked by tests/workload/test_server.py).
 
 Anything it does not fully recognize (other paths, other models, binary tensor extension,
 requested outputs, non-JSON content) goes on to KServe unchanged, so the protocols stay whole.

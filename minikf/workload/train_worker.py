@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def export_for_serving(net, model_dir: Path) -> None:
     """model.onnx beside model.pt, here where torch is already loaded (a fraction of a second),
-    so that evaluate and the model server never import torch (seconds each). Issue 6."""
+    so that evaluate and the model server never import torch (seconds each)."""
     try:
         from minikf.workload.fast_infer import export_onnx
     except ImportError as exc:  # an image without the serving extras: evaluate falls back to torch
@@ -154,7 +154,7 @@ def export_for_serving(net, model_dir: Path) -> None:
 if __name__ == "__main__":
     main()
     # Finished, every file written and closed: skip the interpreter's teardown of torch (about
-    # 2 s here, and the train step waits for every worker to exit). Issue 6, journey overhead.
+    # 2 s here, and the train step waits for every worker to exit).
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

@@ -1,0 +1,62 @@
+"""`minikf conformance`: every scenario a platform can host, N at a time, into one bundle.
+
+Like Sonobuoy: the bundle starts with a summary anyone can read (summary.txt), then the
+machine-readable summary.json (a ConformanceReport, with its schema version), each scenario's
+results and logs, and the versions.
+"""
+
+from __future__ import annotations
+
+import tarfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+from minikf.engine.runner import run_scenario
+from minikf.platforms.base import Platform
+from minikf.results import ConformanceEntry, ConformanceReport, RunResult, Status, versions
+from minikf.results.jsonfile import to_json
+from minikf.scenario import Scenario
+
+
+def summary_text(report: ConformanceReport) -> str:
+    lines = [f"minikf conformance on {report.platform} ({report.started}, "
+             f"{report.duration_s:.1f}s; results schema {report.schema_version})", ""]
+    for entry in report.scenarios:
+        lines.append(f"  {entry.status:8} {entry.scenario:28} {entry.duration_s:7.1f}s"
+                     f"  {entry.message}".rstrip())
+    lines += ["", f"passed {report.count(Status.PASSED)}, failed {report.count(Status.FAILED)}, "
+              f"skipped {report.count(Status.SKIPPED)}"]
+    return "\n".join(lines)
+
+
+def run_conformance(scenarios: list[Scenario], platform: Platform, results: Path, jobs: int = 1,
+                    progress: Callable[[str, RunResult], None] | None = None,
+                    ) -> tuple[ConformanceReport, Path]:
+    """Run every scenario (skipping what the platform lacks) and write the bundle."""
+    started = datetime.now(timezone.utc)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    work = results / f"minikf-conformance-{stamp}"
+    report = ConformanceReport(platform.name, started.isoformat(timespec="seconds"),
+                               versions=versions(), platform_info=platform.describe())
+    clock = time.monotonic()
+
+    def one(scenario: Scenario) -> RunResult:
+        result = run_scenario(scenario, platform, work / scenario.name)
+        if progress:
+            progress(scenario.name, result)
+        return result
+
+    with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
+        report.scenarios = [ConformanceEntry.of(r) for r in pool.map(one, scenarios)]
+    report.duration_s = round(time.monotonic() - clock, 3)
+    (work / "summary.txt").write_text(summary_text(report) + "\n")
+    (work / "summary.json").write_text(to_json(report))
+    bundle = results / f"{work.name}.tar.gz"
+    with tarfile.open(bundle, "w:gz") as tar:
+        tar.add(work / "summary.txt", arcname=f"{work.name}/summary.txt")
+        tar.add(work, arcname=work.name, filter=lambda t: None if t.name.endswith(
+            "/summary.txt") else t)
+    return report, bundle

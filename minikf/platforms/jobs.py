@@ -1,0 +1,65 @@
+"""A training job as processes: N workers launched by a platform, watched until all have exited.
+
+What `Platform.run_training` does by default (local, docker): one rendezvous port, the
+PyTorchJob env contract per rank, each worker's own log beside the step's.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+from minikf.platforms.base import Platform, TrainRequest
+from minikf.runtime.errors import StepFailed
+from minikf.runtime.ports import free_port
+from minikf.runtime.processes import ProcessHandle, RunResources, stop_handle
+from minikf.workload.contract import worker_argv, worker_env
+
+
+def describe_exit(code: int) -> str:
+    """`signal SIGKILL` for a negative return code, else `code N`."""
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"code {code}"
+    return f"code {code}"
+
+
+def worker_log(request: TrainRequest, rank: int) -> Path:
+    return request.log_path.with_name(f"{request.log_path.stem}-worker-{rank}.log")
+
+
+def launch_workers(platform: Platform, request: TrainRequest,
+                   resources: RunResources) -> list[tuple[int, Path, ProcessHandle]]:
+    argv = worker_argv(request.data_dir, request.out, request.epochs, request.batch_size,
+                       request.lr, export_onnx=request.export_onnx)
+    port = free_port()
+    procs = []
+    for rank in range(request.workers):
+        log = worker_log(request, rank)
+        env = worker_env(rank, request.workers, port)
+        procs.append((rank, log, platform.launch(argv, env=env, log_path=log, resources=resources)))
+    return procs
+
+
+def watch_workers(procs: list[tuple[int, Path, ProcessHandle]]) -> None:
+    """Wait for all workers; the first non-zero exit stops the rest and fails the step."""
+    pending = list(procs)
+    while pending:
+        for rank, log, proc in list(pending):
+            code = proc.poll()
+            if code is None:
+                continue
+            pending.remove((rank, log, proc))
+            if code != 0:
+                for _, _, other in procs:  # only this job's workers, not the run's servers
+                    stop_handle(other)
+                raise StepFailed(f"worker {rank} exited with {describe_exit(code)} (see {log})")
+        time.sleep(0.05)
+
+
+def run_process_job(platform: Platform, request: TrainRequest, resources: RunResources) -> None:
+    request.out.mkdir(parents=True, exist_ok=True)
+    watch_workers(launch_workers(platform, request, resources))

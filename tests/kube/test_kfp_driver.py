@@ -1,0 +1,234 @@
+"""Pipelines on the kubernetes platform: the compiled IR submitted with kfp.Client.
+
+No Kubeflow Pipelines API server can run here, so `FakeKfp` is a real HTTP server on 127.0.0.1
+that plays KFP's v2beta1 experiment and run endpoints (what kfp.Client calls) and keeps what was
+submitted; the tests compare that with kfp's own compiler output. kfp.Client, the compiler and
+the driver are the real ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+from http.server import ThreadingHTTPServer
+
+import pytest
+import yaml
+
+from minikf.platforms.kubernetes import KubernetesPlatform
+from minikf.runtime.processes import RunResources
+from tests.kube.fake_apiserver import FakeApiServer, JsonHandler
+
+
+class FakeKfp:
+    """KFP's run API: experiments by name, runs created and read; `final_state` decides the end."""
+
+    def __init__(self, final_state: str = "SUCCEEDED") -> None:
+        self.final_state = final_state
+        self.runs: dict[str, dict] = {}
+        self.experiments: list[dict] = []
+        self.users: set[str | None] = set()
+        self.terminated: list[str] = []
+
+    def __enter__(self) -> FakeKfp:
+        state = self
+
+        class Handler(JsonHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                if self.path.startswith("/apis/v2beta1/runs/"):
+                    run = state.runs.get(self.path.rsplit("/", 1)[1])
+                    if run is None:
+                        return self._send(404, {"error": "run not found", "code": 5})
+                    run["state"] = state.final_state
+                    if state.final_state == "FAILED":
+                        run["error"] = {"code": 2, "message": "task train: OOMKilled"}
+                    return self._send(200, run)
+                if self.path.startswith("/apis/v2beta1/experiments"):
+                    return self._send(200, {"experiments": state.experiments} if state.experiments else {})
+                return self._send(404, {"error": "not found", "code": 5})
+
+            def do_POST(self) -> None:  # noqa: N802
+                state.users.add(self.headers.get("kubeflow-userid"))
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"] or 0)) or b"{}")
+                if self.path == "/apis/v2beta1/experiments":
+                    experiment = {**body, "experiment_id": uuid.uuid4().hex}
+                    state.experiments.append(experiment)
+                    return self._send(200, experiment)
+                if self.path.startswith("/apis/v2beta1/runs/") and self.path.endswith(":terminate"):
+                    state.terminated.append(self.path.split("/")[-1].split(":")[0])
+                    return self._send(200, {})
+                if self.path == "/apis/v2beta1/runs":
+                    run_id = uuid.uuid4().hex
+                    state.runs[run_id] = {**body, "run_id": run_id, "state": "PENDING"}
+                    return self._send(200, state.runs[run_id])
+                return self._send(404, {"error": "not found", "code": 5})
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _driver(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "minikf.kube.kfp_driver", *args], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, **env})
+
+
+def _compiled(name: str, tmp_path) -> dict:
+    from kfp import compiler
+
+    from minikf.pipelines.run_local import load_pipeline
+
+    compiler.Compiler().compile(load_pipeline(name), str(tmp_path / "ir.yaml"))
+    return yaml.safe_load((tmp_path / "ir.yaml").read_text())
+
+
+def test_the_compiled_pipeline_is_submitted_and_waited_for(tmp_path):
+    with FakeKfp() as kfp_api:
+        env = {"MINIKF_KFP_HOST": kfp_api.url, "MINIKF_NAMESPACE": "team", "HOME": str(tmp_path),
+               "MINIKF_KFP_USER": "user@example.com"}
+        proc = _driver(env, "basics-sequential", "--root", "ignored",
+                       "--arguments", '{"a": 3, "b": 4, "c": 5}')
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    last = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert last["state"] == "SUCCEEDED" and last["output"] is None and last["seconds"] >= 0
+    (run,) = kfp_api.runs.values()
+    assert run["runtime_config"]["parameters"] == {"a": 3, "b": 4, "c": 5}
+    assert run["display_name"].startswith("minikf-basics-sequential-")
+    assert kfp_api.experiments[0]["display_name"] == "minikf"
+    assert kfp_api.experiments[0]["namespace"] == "team"
+    assert kfp_api.users == {"user@example.com"}  # multi-user KFP's identity header
+    ir = _compiled("basics-sequential", tmp_path)
+    submitted = run["pipeline_spec"]  # kfp.Client nests the IR and the platform spec
+    assert submitted["pipeline_spec"]["pipelineInfo"] == ir["pipelineInfo"]
+    assert submitted["pipeline_spec"]["root"] == ir["root"]
+    assert submitted["pipeline_spec"]["components"] == ir["components"]
+    executors = submitted["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    expected = {name: {"imagePullPolicy": "IfNotPresent"} for name in ir["deploymentSpec"]["executors"]}
+    assert executors == expected
+
+
+def test_fashion_mnist_pipeline_uses_the_runtime_image(tmp_path):
+    with FakeKfp() as kfp_api:
+        proc = _driver({"MINIKF_KFP_HOST": kfp_api.url, "MINIKF_RUNTIME_IMAGE": "mirror.local/minikf:1",
+                        "HOME": str(tmp_path)}, "fashion-mnist", "--arguments", '{"sample": true}')
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (run,) = kfp_api.runs.values()
+    executors = run["pipeline_spec"]["pipeline_spec"]["deploymentSpec"]["executors"]
+    assert {e["container"]["image"] for e in executors.values()} == {"mirror.local/minikf:1"}
+    assert set(executors) == {"exec-download", "exec-preprocess", "exec-train", "exec-evaluate"}
+
+
+def test_a_failed_run_says_so_and_exits_1(tmp_path):
+    with FakeKfp(final_state="FAILED") as kfp_api:
+        proc = _driver({"MINIKF_KFP_HOST": kfp_api.url, "HOME": str(tmp_path)}, "basics-sequential")
+    assert proc.returncode == 1
+    assert "finished with status FAILURE (state FAILED: task train: OOMKilled)" in proc.stdout
+
+
+def test_an_unreachable_kfp_api_is_one_line(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {"MINIKF_KFP_HOST": f"http://127.0.0.1:{port}", "HOME": str(tmp_path)}
+    proc = _driver(env, "basics-sequential")
+    assert proc.returncode == 2
+    assert proc.stdout.strip().startswith("error: the Kubeflow Pipelines API:")
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_pipelines_capability_and_the_driver_through_the_platform(tmp_path, monkeypatch):
+    """No KFP pod: not claimed, and the reason is said; with the pod: claimed, and the pipeline
+    step's driver command runs kfp_driver through a port-forward (its websocket leg replaced by a
+    direct connection to FakeKfp, as no API server here can forward)."""
+    monkeypatch.delenv("MINIKF_KFP_HOST", raising=False)
+    with FakeApiServer() as api, FakeKfp() as kfp_api:
+        kubeconfig = api.kubeconfig(tmp_path)
+        platform = KubernetesPlatform(kubeconfig=str(kubeconfig))
+        assert "pipelines" not in platform.capabilities
+        assert platform.missing(["pipelines"]) == [
+            "pipelines (Kubeflow Pipelines API not found: no app=ml-pipeline pod in namespace 'kubeflow')"]
+        api.objects[("", "kubeflow", "pods", "ml-pipeline-0")] = {
+            "apiVersion": "v1", "kind": "Pod", "status": {"phase": "Running"},
+            "metadata": {"name": "ml-pipeline-0", "namespace": "kubeflow", "labels": {"app": "ml-pipeline"}}}
+        platform = KubernetesPlatform(kubeconfig=str(kubeconfig))
+        assert "pipelines" in platform.capabilities
+
+        from minikf.kube import kfp_driver
+
+        host, port = kfp_api.url.rsplit(":", 1)[0][7:], int(kfp_api.url.rsplit(":", 1)[1])
+        monkeypatch.setattr("minikf.kube.portforward.PortForward._open",
+                            lambda self: socket.create_connection((host, port)))
+        for key, value in {"MINIKF_KUBECONFIG": str(kubeconfig), "MINIKF_NAMESPACE": "team",
+                           "HOME": str(tmp_path)}.items():
+            monkeypatch.setenv(key, value)
+        assert kfp_driver.main(["basics-sequential", "--arguments", '{"a": 1, "b": 2, "c": 3}']) == 0
+        assert len(kfp_api.runs) == 1
+
+
+def test_launch_runs_the_kfp_driver_for_the_pipeline_step(tmp_path, monkeypatch):
+    with FakeApiServer() as api, FakeKfp() as kfp_api:
+        monkeypatch.setenv("MINIKF_KFP_HOST", kfp_api.url)
+        monkeypatch.setenv("HOME", str(tmp_path))
+        platform = KubernetesPlatform(kubeconfig=str(api.kubeconfig(tmp_path)), namespace="ml")
+        assert "pipelines" in platform.capabilities
+        resources = RunResources()
+        argv = [sys.executable, "-m", "minikf.pipelines.run_local", "basics-sequential",
+                "--root", str(tmp_path / "root"), "--arguments", '{"a": 1, "b": 1, "c": 1}']
+        proc = platform.launch(argv, {}, tmp_path / "pipeline.log", resources)
+        assert proc.wait(timeout=120) == 0, (tmp_path / "pipeline.log").read_text()
+        resources.cleanup()
+        (run,) = kfp_api.runs.values()
+    assert kfp_api.experiments[0]["namespace"] == "ml"
+    with pytest.raises(Exception, match="does not run on this host"):
+        platform.launch(["python", "-m", "minikf.workload.server"], {}, tmp_path / "x.log", RunResources())
+
+
+def test_the_platform_spec_is_one_kfp_accepts(tmp_path):
+    """The pull policy travels in KFP's PlatformSpec, parsed here by kfp's own proto."""
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    from minikf.kube.kfp_driver import compile_package
+    from minikf.pipelines.run_local import load_pipeline
+
+    path = compile_package(load_pipeline("fashion-mnist"), tmp_path / "p.yaml")
+    spec, platform = yaml.safe_load_all(path.read_text())
+    parsed = json_format.ParseDict(platform, pipeline_spec_pb2.PlatformSpec())
+    executors = json_format.MessageToDict(parsed)["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(executors) == set(spec["deploymentSpec"]["executors"])
+    assert {e["imagePullPolicy"] for e in executors.values()} == {"IfNotPresent"}
+
+
+def test_a_stopped_driver_terminates_its_run(tmp_path):
+    """The engine's cleanup sends SIGTERM: the run on the cluster is terminated, not left running."""
+    import signal
+    import time
+
+    with FakeKfp(final_state="RUNNING") as kfp_api:
+        proc = subprocess.Popen([sys.executable, "-m", "minikf.kube.kfp_driver", "basics-sequential"],
+                                stdout=subprocess.PIPE, text=True,
+                                env={**os.environ, "MINIKF_KFP_HOST": kfp_api.url, "HOME": str(tmp_path)})
+        try:
+            deadline = time.monotonic() + 60
+            while not kfp_api.runs and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert kfp_api.runs, "the driver submitted no run"
+            time.sleep(1)
+            proc.send_signal(signal.SIGTERM)
+            out, _ = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 1
+        assert kfp_api.terminated == list(kfp_api.runs)
+        assert "terminated (Stopped)" in out

@@ -1,0 +1,174 @@
+"""The docker platform against the real Docker Engine and the images `minikf images build` made.
+
+Skipped, with the reason, where no engine answers or the images are not built (CI builds
+them in .ci/setup.d/20-docker.sh before the tests).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from minikf.images import engine
+from minikf.runtime.processes import RunResources, stop_handle
+
+REASON = engine.available()
+pytestmark = pytest.mark.skipif(REASON is not None, reason=f"no Docker Engine: {REASON}")
+
+
+def _platform():
+    from minikf.platforms.docker import DockerPlatform
+    from minikf.runtime.errors import MinikfError
+
+    platform = DockerPlatform()
+    try:
+        platform.check_images()
+    except MinikfError as exc:
+        pytest.skip(f"images not usable: {exc.message}")
+    return platform
+
+
+@pytest.fixture
+def docker_client():
+    cli = engine.client()
+    yield cli
+    cli.close()
+
+
+def _labelled(cli, run_id: str) -> list:
+    return cli.containers.list(all=True, filters={"label": f"minikf.run={run_id}"})
+
+
+@pytest.fixture
+def work(tmp_path_factory):
+    """A run-like work dir under the temp dir (minikf-<id>-...), as the engine makes."""
+    import tempfile
+
+    from minikf.platforms.docker import remove_labelled
+
+    run_id = uuid.uuid4().hex[:12]
+    path = Path(tempfile.mkdtemp(prefix=f"minikf-{run_id}-"))
+    yield run_id, path
+    cli = engine.client()
+    remove_labelled(cli, run_id)  # also when an assertion failed half-way
+    cli.close()
+    subprocess.run(["rm", "-rf", str(path)], check=False)
+
+
+def test_workload_runs_in_a_container_writes_the_work_dir_and_is_removed(work, docker_client):
+    platform = _platform()
+    run_id, workdir = work
+    resources = RunResources(run_id=run_id)
+    out = workdir / "out.txt"
+    code = "import os, sys; open(sys.argv[1], 'w').write(os.environ['RANK'] + ' ' + sys.prefix); sys.exit(3)"
+    handle = platform.launch([sys.executable, "-c", code, str(out)], {"RANK": "1"},
+                             workdir / "logs" / "w.log", resources)
+    assert handle.wait(timeout=60) == 3 and handle.returncode == 3
+    assert out.read_text() == "1 /opt/minikf"  # the image's venv, not this host's python
+    assert out.stat().st_uid == os.getuid()
+    assert [c.labels["minikf.run"] for c in _labelled(docker_client, run_id)] == [run_id]
+    assert resources.cleanup() == []
+    assert _labelled(docker_client, run_id) == []
+
+
+def test_logs_reach_the_log_file_and_stop_ends_a_running_workload(work, docker_client):
+    platform = _platform()
+    run_id, workdir = work
+    resources = RunResources(run_id=run_id)
+    log = workdir / "s.log"
+    handle = platform.launch(["python3", "-c", "import time; print('up', flush=True); time.sleep(600)"],
+                             {}, log, resources)
+    deadline = time.monotonic() + 30
+    while "up" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "up" in log.read_text()
+    assert handle.poll() is None
+    started = time.monotonic()
+    stop_handle(handle, grace=1)
+    assert handle.returncode not in (None, 0)
+    assert time.monotonic() - started < 20
+    assert _labelled(docker_client, run_id) == []
+    resources.cleanup()
+
+
+def test_cleanup_removes_a_run_that_is_still_running(work, docker_client):
+    platform = _platform()
+    run_id, workdir = work
+    resources = RunResources(run_id=run_id)
+    for _ in range(2):
+        platform.launch(["python3", "-c", "import time; time.sleep(600)"], {}, workdir / "x.log", resources)
+    assert len(_labelled(docker_client, run_id)) == 2
+    assert resources.cleanup() == []
+    assert _labelled(docker_client, run_id) == []
+
+
+def test_minikf_clean_removes_leftovers_of_a_crashed_run(docker_client):
+    _platform()
+    run_id = "crashed" + uuid.uuid4().hex[:6]
+    docker_client.containers.run("minikf/runtime:latest", ["sleep", "600"], detach=True,
+                                 labels={"minikf.run": run_id, "minikf": "1"})
+    docker_client.networks.create(f"minikf-{run_id}", labels={"minikf.run": run_id})
+    proc = subprocess.run([sys.executable, "-m", "minikf.cli", "clean", "--run", run_id],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "removed container" in proc.stdout and "removed network" in proc.stdout
+    assert _labelled(docker_client, run_id) == []
+    assert docker_client.networks.list(filters={"label": f"minikf.run={run_id}"}) == []
+    again = subprocess.run([sys.executable, "-m", "minikf.cli", "clean", "--run", run_id],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "nothing to clean" in again.stdout
+
+
+def test_capabilities_are_what_works_and_other_scenarios_skip(tmp_path):
+    from minikf.engine.runner import run_scenario
+    from minikf.scenario.schema import load_scenario
+
+    platform = _platform()
+    assert platform.capabilities == {"pipelines", "training", "serving"}
+    scenario_file = tmp_path / "nb.yaml"
+    scenario_file.write_text("name: nb\nrequires: [notebooks]\nsteps:\n"
+                             "  - name: s\n    kind: command\n    args: {argv: [true]}\n")
+    result = run_scenario(load_scenario(scenario_file), platform, tmp_path / "results")
+    assert result.status == "skipped" and "notebooks" in result.message
+
+
+@pytest.mark.timeout(900)
+def test_unchanged_rebuild_is_a_no_op_in_seconds():
+    from minikf.images.build import build_all
+
+    _platform()
+    build_all(say=lambda _msg: None)  # CI built them just before; here others may have edited code
+    started = time.monotonic()
+    results = build_all(say=lambda _msg: None)
+    assert [r.built for r in results] == [False, False, False]
+    assert time.monotonic() - started < 30
+
+
+def test_a_base_without_python_is_one_clear_error_and_leaves_no_container(docker_client, tmp_path):
+    import io
+    import tarfile
+
+    from minikf.images.build import build_all
+    from minikf.runtime.errors import MinikfError
+
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        info = tarfile.TarInfo("etc/hostname")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"x\n"))
+    tag = f"minikf-test/nopython:{uuid.uuid4().hex[:8]}"
+    repo, _, version = tag.partition(":")
+    docker_client.api.import_image_from_data(data.getvalue(), repository=repo, tag=version)
+    try:
+        with pytest.raises(MinikfError) as caught:
+            build_all(base=tag, say=lambda _msg: None)
+        assert "no usable python3" in caught.value.message and tag in caught.value.message
+        assert docker_client.containers.list(all=True, filters={"ancestor": tag}) == []
+    finally:
+        docker_client.images.remove(tag, force=True)
