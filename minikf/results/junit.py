@@ -1,0 +1,33 @@
+"""junit.xml: one testsuite per run, one testcase per step, as CI systems render it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+from minikf.results.model import RunResult, Status
+
+
+def write_junit(result: RunResult, path: Path) -> None:
+    counts = {s: sum(1 for st in result.steps if st.status is s) for s in Status}
+    suite = ET.Element(
+        "testsuite", name=result.scenario, tests=str(len(result.steps)),
+        failures=str(counts[Status.FAILED]), errors=str(counts[Status.TIMEOUT]),
+        skipped=str(counts[Status.SKIPPED]), time=f"{result.duration_s:.3f}",
+    )
+    for step in result.steps:
+        case = ET.SubElement(
+            suite, "testcase", classname=f"{result.platform}.{result.scenario}",
+            name=step.name, time=f"{step.duration_s:.3f}",
+        )
+        if step.status is Status.FAILED:
+            ET.SubElement(case, "failure", message=step.message).text = step.message
+        elif step.status is Status.TIMEOUT:
+            ET.SubElement(case, "error", message=step.message, type="timeout").text = step.message
+        elif step.status is Status.SKIPPED:
+            ET.SubElement(case, "skipped", message=step.message)
+        if step.log:
+            ET.SubElement(case, "system-out").text = f"log: {step.log}"
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
