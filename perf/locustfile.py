@@ -25,7 +25,7 @@ _rng = random.Random(0)
 _IMAGE = [[round(_rng.random(), 4) for _ in range(28)] for _ in range(28)]
 if PROTOCOL == "v2":
     PATH = f"/v2/models/{MODEL}/infer"
-    BODY = json.dumps({"inputs": [{"name": "x", "shape": [1, 28, 28], "datatype": "FP32",
+    BODY = json.dumps({"inputs": [{"name": "input", "shape": [1, 28, 28], "datatype": "FP32",
                                    "data": [v for row in _IMAGE for v in row]}]}).encode()
 else:
     PATH = f"/v1/models/{MODEL}:predict"

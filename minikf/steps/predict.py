@@ -42,6 +42,13 @@ def run(ctx: StepContext) -> StepOutcome:
     v1_preds: list[int | None] = []
     v2_preds: list[int | None] = []
     with requests.Session() as session:
+        input_name = "input"
+        try:  # a V2 client learns the input's name from the model's metadata
+            meta = session.get(f"{url}/v2/models/{MODEL_NAME}", headers=headers, timeout=30)
+            meta.raise_for_status()
+            input_name = meta.json()["inputs"][0]["name"]
+        except (requests.RequestException, KeyError, ValueError, IndexError) as exc:
+            errors.append(f"V2 model metadata: {exc}")
         for i, image in enumerate(x):
             start = time.perf_counter()
             try:
@@ -52,8 +59,9 @@ def run(ctx: StepContext) -> StepOutcome:
             except (requests.RequestException, KeyError, ValueError, IndexError) as exc:
                 errors.append(f"V1 image {i}: {exc}")
                 v1_preds.append(None)
-            body = {"inputs": [{"name": "input-0", "shape": [1, 28, 28], "datatype": "FP32",
-                                "data": image.ravel().tolist()}]}
+            body = {"inputs": [{"name": input_name, "shape": [1, 28, 28], "datatype": "FP32",
+                                "data": image.ravel().tolist()}],
+                    "outputs": [{"name": "predictions"}]}
             start = time.perf_counter()
             try:
                 r2 = session.post(v2_url, json=body, headers=headers, timeout=30)

@@ -1,5 +1,5 @@
-"""Serve a trained model with KServe's ModelServer (V1 and V2) behind the run's token; the platform
-says where (a process here, a container, an InferenceService) and returns a local URL."""
+"""Serve a model with KServe's ModelServer (V1 and V2) behind the run's token; the platform says
+where (a process here, a container, an InferenceService) and returns a local URL."""
 
 from __future__ import annotations
 
@@ -9,20 +9,21 @@ from minikf.platforms.base import ServeRequest
 from minikf.runtime.errors import StepFailed
 from minikf.steps.base import StepContext, StepKind, StepOutcome
 from minikf.workload.contract import SERVER_MODULE
-
-MODEL_NAME = "fashion-mnist"
+from minikf.workload.served_model import default_name, describe_model_path
 
 
 def run(ctx: StepContext) -> StepOutcome:
     model_dir = Path(str(ctx.arg("model_dir", kind=(str, Path))))
-    if not (model_dir / "model.pt").is_file():
-        raise StepFailed(f"step {ctx.name!r}: no model at {model_dir} (expected model.pt)")
+    problem = describe_model_path(model_dir)
+    if problem:
+        raise StepFailed(f"step {ctx.name!r}: {problem}")
     request = ServeRequest(name=ctx.unique_name(), model_dir=model_dir,
                            token=str(ctx.arg("token", kind=str)),
                            port=int(ctx.arg("port", kind=(int, str))), log_path=ctx.log_path,
                            timeout_s=ctx.timeout)
     url = ctx.platform.serve_model(request, ctx.resources, status=ctx.status)
-    return StepOutcome(outputs={"url": url, "model": MODEL_NAME})
+    # the name the server gives the model in its URLs
+    return StepOutcome(outputs={"url": url, "model": default_name(model_dir)})
 
 
 KIND = StepKind("serve", run, warm_modules=(SERVER_MODULE,))

@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from minikf.bench.serve import bench_serve, cpu_plan
-from minikf.workload.fast_infer import Batcher, compile_model
+from minikf.workload.fast_infer import Batcher, DeadlineExceeded, Overloaded, compile_model
 from minikf.workload.model import FashionCNN
+from minikf.workload.served_model import CallableRuntime, ServedModel, TensorSpec
 
 # Looked up, never imported here: importing locust monkey-patches the process with gevent.
 needs_locust = pytest.mark.skipif(importlib.util.find_spec("locust") is None,
@@ -59,32 +60,75 @@ def test_cpu_plan_splits_disjoint_cpus():
 def test_compiled_runtime_matches_eager_model():
     torch.manual_seed(0)
     net = FashionCNN().eval()
-    run, name = compile_model(net)
-    assert name in ("onnxruntime", "torchscript", "eager")
+    run, platform = compile_model(net)
+    assert platform in ("onnxruntime_onnx", "pytorch_libtorch", "pytorch")
     x = np.random.default_rng(3).random((5, 28, 28), dtype=np.float32)
     with torch.no_grad():
         want = net(torch.from_numpy(x)).argmax(1).tolist()
     assert run(x).argmax(axis=1).tolist() == want
+    assert run(x.reshape(5, 1, 28, 28)).argmax(axis=1).tolist() == want
 
 
-def test_batcher_runs_same_turn_requests_as_one_forward_pass():
-    calls: list[int] = []
+def _first_pixel_model(calls: list[int], delay_s: float = 0.0) -> ServedModel:
+    """A stand-in classifier (class = first pixel) so the batcher's grouping can be seen."""
+    import time
 
     def forward(x: np.ndarray) -> np.ndarray:
         calls.append(len(x))
+        time.sleep(delay_s)
         logits = np.zeros((len(x), 10), dtype=np.float32)
-        logits[np.arange(len(x)), x[:, 0, 0].astype(int)] = 1.0  # class = first pixel
+        logits[np.arange(len(x)), x[:, 0, 0].astype(int)] = 1.0
         return logits
 
-    batcher = Batcher(forward, max_images=5)
+    runtime = CallableRuntime(forward, "python", [TensorSpec("x", "FP32", (-1, 2, 2))],
+                              [TensorSpec("logits", "FP32", (-1, 10))])
+    return ServedModel("toy", runtime, max_batch=5)
+
+
+def test_batcher_runs_what_queued_together_as_one_forward_pass():
+    calls: list[int] = []
+    batcher = Batcher(_first_pixel_model(calls))
 
     async def main():
-        images = [np.full((n, 28, 28), c, dtype=np.float32) for n, c in ((1, 3), (2, 7), (3, 1))]
-        return await asyncio.gather(*(batcher.classify(i) for i in images))
+        images = [np.full((n, 2, 2), c, dtype=np.float32) for n, c in ((1, 3), (2, 7), (3, 1))]
+        return await asyncio.gather(*(batcher.run({"x": i}) for i in images))
 
     answers = asyncio.run(main())
-    assert answers == [[3], [7, 7], [1, 1, 1]]
-    assert calls == [3, 3]  # 1+2 fit under max_images=5; the 3 go in a second pass
+    batcher.close()
+    assert [a[0].argmax(1).tolist() for a in answers] == [[3], [7, 7], [1, 1, 1]]
+    assert calls == [3, 3]  # 1+2 fit under max_batch=5; the 3 go in a second pass
+
+
+def test_batcher_refuses_past_its_queue_and_its_deadline():
+    """A full queue is refused at once; a request still queued at its deadline is never run."""
+    calls: list[int] = []
+    batcher = Batcher(_first_pixel_model(calls, delay_s=0.2), max_queue=2, deadline_s=0.1)
+    one = np.zeros((1, 2, 2), dtype=np.float32)
+
+    async def main():
+        return await asyncio.gather(*(batcher.run({"x": one + i}) for i in range(3)),
+                                    return_exceptions=True)
+
+    first, second, third = asyncio.run(main())
+    batcher.close()
+    assert isinstance(third, Overloaded) and "limit 2" in str(third)
+    # The first two go in together (same loop turn), so both are answered.
+    assert first[0].argmax(1).tolist() == [0] and second[0].argmax(1).tolist() == [1]
+    assert calls == [2]
+
+    calls.clear()
+    batcher = Batcher(_first_pixel_model(calls, delay_s=0.3), max_queue=4, deadline_s=0.1)
+
+    async def staggered():
+        first = asyncio.ensure_future(batcher.run({"x": one}))
+        await asyncio.sleep(0.05)  # the first is running now; the second waits behind it
+        second = asyncio.ensure_future(batcher.run({"x": one}))
+        return await asyncio.gather(first, second, return_exceptions=True)
+
+    done, late = asyncio.run(staggered())
+    batcher.close()
+    assert isinstance(late, DeadlineExceeded) and "deadline" in str(late)
+    assert calls == [1]
 
 
 def test_onnx_export_serves_without_torch_and_goes_stale_with_the_weights(tmp_path):
