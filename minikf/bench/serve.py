@@ -11,6 +11,11 @@ all started together and loaded in turn, round by round, with the same closed-lo
 The server and the load generator are pinned to disjoint CPUs (see `cpu_plan`), so on 2 cores
 each gets one and neither starves the other. Peak RSS is the server's VmHWM (the kernel's own
 high-water mark) read just before it is stopped.
+
+Then a burst: `burst_users` connections (200 by default) at once against minikf and stock, each
+user honouring a 503's Retry-After as a well-behaved client does. A server that queues without
+bound answers everything, late (p99 in seconds); one with a bounded queue refuses what it cannot
+answer soon (503s, counted) and keeps the p99 of what it answers bounded.
 """
 
 from __future__ import annotations
@@ -104,9 +109,35 @@ def _wait_ready(url: str, proc, headers: dict, log: Path, body: bytes):
                       proc=proc, detail=lambda: f":\n{log.read_text()[-2000:]}")
 
 
+def _load(resources: RunResources, specs: list[dict], body: bytes, users: int, duration: float,
+          warmup: float, rounds: int, plan: CpuPlan, workdir: Path, token: str, name: str,
+          honour_retry_after: bool = False) -> dict:
+    """One loadgen run over `specs`: its figures per target."""
+    (workdir / f"{name}-targets.json").write_text(json.dumps(specs))
+    (workdir / "body.json").write_bytes(body)
+    out = workdir / f"{name}.json"
+    load_env = {k: v for k, v in os.environ.items() if k != "MINIKF_SERVE_TOKEN"}
+    load_env["MINIKF_BENCH_TOKEN"] = token
+    argv = [sys.executable, "-m", "minikf.bench.loadgen", "--targets", str(workdir / f"{name}-targets.json"),
+            "--body", str(workdir / "body.json"), "--users", str(users), "--duration", str(duration),
+            "--warmup", str(warmup), "--rounds", str(rounds), "--out", str(out)]
+    if honour_retry_after:
+        argv.append("--honour-retry-after")
+    loadgen = resources.spawn(argv, workdir / f"{name}.log", env=load_env)
+    _pin(loadgen.pid, plan.loadgen)
+    budget = rounds * len(specs) * (duration + warmup + 40) + 60
+    code = loadgen.wait(timeout=budget)
+    if code != 0 or not out.exists():
+        raise RuntimeError(f"load generator failed (rc {code}):\n"
+                           f"{(workdir / f'{name}.log').read_text()[-2000:]}")
+    return json.loads(out.read_text())
+
+
 def measure(targets: tuple[str, ...], model_dir: Path, body: bytes, users: int, duration: float,
-            warmup: float, rounds: int, plan: CpuPlan, workdir: Path) -> dict:
-    """Start every server, check minikf and stock agree, load them round by round, read RSS."""
+            warmup: float, rounds: int, plan: CpuPlan, workdir: Path, burst_users: int = 0,
+            burst_duration: float = 10.0) -> dict:
+    """Start every server, check minikf and stock agree, load them round by round, read RSS;
+    then the burst (minikf and stock), if asked."""
     token = secrets.token_urlsafe(16)
     resources = RunResources()
     try:
@@ -131,23 +162,12 @@ def measure(targets: tuple[str, ...], model_dir: Path, body: bytes, users: int, 
         if "minikf" in answers and "stock" in answers and answers["minikf"] != answers["stock"]:
             raise RuntimeError(f"minikf and stock servers disagree: {answers['minikf']} vs "
                                f"{answers['stock']}")
-        (workdir / "targets.json").write_text(json.dumps(specs))
-        (workdir / "body.json").write_bytes(body)
-        out = workdir / "load.json"
-        load_env = {k: v for k, v in os.environ.items() if k != "MINIKF_SERVE_TOKEN"}
-        load_env["MINIKF_BENCH_TOKEN"] = token
-        loadgen = resources.spawn(
-            [sys.executable, "-m", "minikf.bench.loadgen", "--targets", str(workdir / "targets.json"),
-             "--body", str(workdir / "body.json"), "--users", str(users), "--duration", str(duration),
-             "--warmup", str(warmup), "--rounds", str(rounds), "--out", str(out)],
-            workdir / "load.log", env=load_env)
-        _pin(loadgen.pid, plan.loadgen)
-        budget = rounds * len(targets) * (duration + warmup + 10) + 60
-        code = loadgen.wait(timeout=budget)
-        if code != 0 or not out.exists():
-            raise RuntimeError(f"load generator failed (rc {code}):\n"
-                               f"{(workdir / 'load.log').read_text()[-2000:]}")
-        figures = json.loads(out.read_text())
+        figures = _load(resources, specs, body, users, duration, warmup, rounds, plan, workdir,
+                        token, "load")
+        burst_specs = [s for s in specs if s["name"] in ("minikf", "stock")]
+        if burst_users and burst_specs:
+            figures["burst"] = _load(resources, burst_specs, body, burst_users, burst_duration,
+                                     warmup, 1, plan, workdir, token, "burst", honour_retry_after=True)
         for target, (proc, log) in servers.items():
             if proc.poll() is not None:
                 raise RuntimeError(f"{target} server died under load:\n{log.read_text()[-2000:]}")
@@ -162,14 +182,18 @@ def _ratio(a: float, b: float) -> float | None:
 
 
 def bench_serve(users: int = 16, duration: float = 10.0, warmup: float = 1.0, rounds: int = 3,
-                model_dir: Path | None = None, targets: tuple[str, ...] = TARGETS) -> dict:
-    """Measure every target under the same load; figures, ratios and how CPUs were split."""
+                model_dir: Path | None = None, targets: tuple[str, ...] = TARGETS,
+                burst_users: int = 200, burst_duration: float | None = None) -> dict:
+    """Measure every target under the same load, then the burst; figures, ratios and how CPUs
+    were split."""
     plan = cpu_plan()
     body = request_body()
     with tempfile.TemporaryDirectory(prefix="minikf-bench-serve-") as tmp:
         work = Path(tmp)
         model = Path(model_dir) if model_dir else make_model(work / "model")
-        results = measure(targets, model, body, users, duration, warmup, rounds, plan, work)
+        results = measure(targets, model, body, users, duration, warmup, rounds, plan, work,
+                          burst_users, duration if burst_duration is None else burst_duration)
+    burst = results.pop("burst", None)
     out: dict = {
         "users": users,
         "duration_s": duration,
@@ -186,4 +210,7 @@ def bench_serve(users: int = 16, duration: float = 10.0, warmup: float = 1.0, ro
         out["ratio_p99_minikf_vs_stock"] = _ratio(a["p99_ms"], b["p99_ms"])
     if "minikf" in results and "ceiling" in results:
         out["ratio_rps_minikf_vs_ceiling"] = _ratio(results["minikf"]["rps"], results["ceiling"]["rps"])
+    if burst:
+        out["burst"] = {"users": burst_users, "duration_s": duration if burst_duration is None
+                        else burst_duration, "retry_after_honoured": True, "targets": burst}
     return out

@@ -28,7 +28,7 @@ needs_locust = pytest.mark.skipif(importlib.util.find_spec("locust") is None,
 @needs_locust
 def test_bench_serve_reports_every_figure():
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    result = bench_serve(users=2, duration=1.0, warmup=0.3, rounds=1)
+    result = bench_serve(users=2, duration=1.0, warmup=0.3, rounds=1, burst_users=20)
 
     assert set(result["targets"]) == {"minikf", "stock", "ceiling"}
     for name, figures in result["targets"].items():
@@ -41,6 +41,14 @@ def test_bench_serve_reports_every_figure():
     for key in ("ratio_rps_minikf_vs_stock", "ratio_p99_minikf_vs_stock", "ratio_rps_minikf_vs_ceiling"):
         assert result[key] is not None and result[key] > 0, key
     assert "pinned" in result["pinning"]
+    burst = result["burst"]
+    assert burst["users"] == 20 and set(burst["targets"]) == {"minikf", "stock"}
+    for name, figures in burst["targets"].items():
+        for key in ("rps", "ok_rps", "rejected_503", "p99_ms", "p99_ok_ms", "errors"):
+            assert key in figures, (name, key)
+        assert figures["errors"] == 0, (name, figures["error_samples"])
+        assert figures["requests"] > 0 and figures["rejected_503"] <= figures["requests"], name
+    assert burst["targets"]["stock"]["rejected_503"] == 0  # stock queues everything
     # Every server and the load generator it started are gone (other tests' processes aside).
     left = [p for p in psutil.Process().children(recursive=True)
             if p.pid not in before and p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
