@@ -182,12 +182,12 @@ def limit_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def limits_from(args: argparse.Namespace) -> Limits:
-    limits = Limits(args.max_body_bytes, args.max_batch, args.max_queue, args.deadline,
-                    args.header_timeout, args.body_timeout, args.max_header_bytes)
-    for field, value in vars(limits).items():
-        if value <= 0:
-            raise ValueError(f"{field.replace('_', '-')} must be > 0, got {value}")
-    return limits
+    for option in ("max_body_bytes", "max_batch", "max_queue", "deadline", "header_timeout",
+                   "body_timeout", "max_header_bytes"):
+        if getattr(args, option) <= 0:
+            raise ValueError(f"--{option.replace('_', '-')} must be > 0, got {getattr(args, option)}")
+    return Limits(args.max_body_bytes, args.max_batch, args.max_queue, args.deadline,
+                  args.header_timeout, args.body_timeout, args.max_header_bytes)
 
 
 def main(argv: list[str] | None = None) -> None:
