@@ -239,7 +239,7 @@ class Batcher:
     inputs, dynamic item shapes) runs its requests one at a time through the same queue.
     """
 
-    def __init__(self, model: ServedModel, max_queue: int = 64, deadline_s: float = 10.0) -> None:
+    def __init__(self, model: ServedModel, max_queue: int = 32, deadline_s: float = 10.0) -> None:
         self.model = model
         self.max_queue = max_queue
         self.deadline_s = deadline_s
