@@ -123,7 +123,8 @@ class ModelFront:
         self.ready = orjson.dumps({"name": model.name, "ready": True})
         self.server = orjson.dumps({"name": "minikf", "version": _version(),
                                     "extensions": ["binary_tensor_data"]})
-        self.overloaded = 0  # 503s not yet logged
+        self.overloaded = 0  # 503s not yet counted in the log
+        self.overload_spell = False
 
     # -- routing -------------------------------------------------------------------------------
     def _route(self, method: str, path: str):
@@ -216,15 +217,22 @@ class ModelFront:
         await _respond(send, status, error_body(message), extra=extra)
 
     def _count_overload(self) -> None:
-        """503s are counted and logged as one line per few seconds, not one per request."""
+        """A 503 is not logged one line per request: the first of a spell says the queue is full,
+        then one line every few seconds counts the refusals while the spell lasts."""
         self.overloaded += 1
-        if self.overloaded == 1:
+        if not self.overload_spell:
+            self.overload_spell = True
+            log.warning("503: queue full (limit %d): refusing requests", self.batcher.max_queue)
             asyncio.get_running_loop().call_later(OVERLOAD_LOG_EVERY_S, self._log_overload)
 
     def _log_overload(self) -> None:
-        log.warning("503: %d request(s) refused in the last %.0f s: queue full (limit %d)",
-                    self.overloaded, OVERLOAD_LOG_EVERY_S, self.batcher.max_queue)
-        self.overloaded = 0
+        refused, self.overloaded = self.overloaded, 0
+        if refused:
+            log.warning("503: %d request(s) refused in the last %.0f s: queue full (limit %d)",
+                        refused, OVERLOAD_LOG_EVERY_S, self.batcher.max_queue)
+            asyncio.get_running_loop().call_later(OVERLOAD_LOG_EVERY_S, self._log_overload)
+        else:
+            self.overload_spell = False
 
     # -- handlers ------------------------------------------------------------------------------
     async def _server_metadata(self, scope, receive, send):
