@@ -11,6 +11,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from minikf.runtime import files
+
 
 def home(name: str) -> Path:
     base = Path(os.environ.get("MINIKF_HOME", Path.home() / ".minikf")).expanduser()
@@ -29,7 +31,7 @@ class ApplianceState:
     def save(self) -> Path:
         path = home(self.name) / "state.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=2))
+        files.write_text(path, json.dumps(asdict(self), indent=2))
         return path
 
     @classmethod

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from minikf.runtime import files
+
 # For each benchmark: (dotted path in the JSON, True if higher is better). A path whose last
 # part ends in "_pct" is compared in percentage points, not relative change.
 KEY_FIGURES: dict[str, list[tuple[str, bool]]] = {
@@ -61,7 +63,7 @@ def save(result: dict, root: Path | None = None) -> Path:
     stamp = result["date"].replace(":", "").replace("+0000", "Z")
     path = root / host / f"{result['benchmark']}-{stamp}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2))
+    files.write_text(path, json.dumps(result, indent=2))
     return path
 
 
@@ -194,13 +196,14 @@ def write_report(result: dict, results_dir: Path) -> Path:
     results_dir.mkdir(parents=True, exist_ok=True)
     sections = results_dir / SECTIONS_DIR
     sections.mkdir(exist_ok=True)
-    (sections / f"bench-{result['benchmark']}.html").write_text(html_section(result))
+    files.write_text(sections / f"bench-{result['benchmark']}.html", html_section(result))
     run_json = results_dir / "results.json"
     if run_json.exists():
         write_html(load_json(run_json), results_dir / "report.html")
     else:
         body = "".join(p.read_text() for p in sorted(sections.glob("*.html")))
-        (results_dir / "report.html").write_text(
+        files.write_text(
+            results_dir / "report.html",
             '<!doctype html><html><head><meta charset="utf-8"><title>minikf bench</title>'
             "<style>body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ccc;"
             "padding:4px}table{border-collapse:collapse}</style></head><body>"

@@ -37,12 +37,13 @@ def _finish(name: str, figures: dict, json_path: Path | None, save: bool, report
     import json
 
     from minikf.bench import report as bench_report
+    from minikf.runtime import files
     from minikf.runtime.errors import MinikfError
 
     old = _load_old(compare)
     result = bench_report.finish(name, figures)
     if json_path:
-        json_path.write_text(json.dumps(result, indent=2))
+        files.write_text(json_path, json.dumps(result, indent=2))
         typer.echo(f"wrote {json_path}")
     if save:
         typer.echo(f"saved {bench_report.save(result)}")

@@ -18,6 +18,7 @@ from minikf.engine.runner import run_scenario
 from minikf.platforms.base import Platform
 from minikf.results import ConformanceEntry, ConformanceReport, RunResult, Status, versions
 from minikf.results.jsonfile import to_json
+from minikf.runtime import files
 from minikf.scenario import Scenario
 
 
@@ -36,6 +37,8 @@ def run_conformance(scenarios: list[Scenario], platform: Platform, results: Path
                     progress: Callable[[str, RunResult], None] | None = None,
                     ) -> tuple[ConformanceReport, Path]:
     """Run every scenario (skipping what the platform lacks) and write the bundle."""
+    files.check_writable_dir(results, "results dir",
+                             "choose a writable folder with free space (--results DIR)")
     started = datetime.now(timezone.utc)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     work = results / f"minikf-conformance-{stamp}"
@@ -52,10 +55,10 @@ def run_conformance(scenarios: list[Scenario], platform: Platform, results: Path
     with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
         report.scenarios = [ConformanceEntry.of(r) for r in pool.map(one, scenarios)]
     report.duration_s = round(time.monotonic() - clock, 3)
-    (work / "summary.txt").write_text(summary_text(report) + "\n")
-    (work / "summary.json").write_text(to_json(report))
+    files.write_text(work / "summary.txt", summary_text(report) + "\n")
+    files.write_text(work / "summary.json", to_json(report))
     bundle = results / f"{work.name}.tar.gz"
-    with tarfile.open(bundle, "w:gz") as tar:
+    with files.atomic_open(bundle, "wb") as out, tarfile.open(fileobj=out, mode="w:gz") as tar:
         tar.add(work / "summary.txt", arcname=f"{work.name}/summary.txt")
         tar.add(work, arcname=work.name, filter=lambda t: None if t.name.endswith(
             "/summary.txt") else t)

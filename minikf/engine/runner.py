@@ -18,7 +18,8 @@ from minikf.metadata import lineage
 from minikf.platforms.base import Platform
 from minikf.plugins import STEP_KINDS
 from minikf.results import RunResult, Status, StepResult, aggregate, versions, write_all
-from minikf.runtime.errors import MinikfError
+from minikf.runtime import files
+from minikf.runtime.errors import MinikfError, WriteFailed
 from minikf.runtime.ports import free_port
 from minikf.runtime.processes import RunResources
 from minikf.scenario.schema import Scenario, Step
@@ -139,6 +140,9 @@ def _run_step(step: Step, lookup: _Lookup, base: dict) -> StepResult:
         result.status, result.message = Status.TIMEOUT, str(exc)
     except (TemplateError, MinikfError) as exc:  # messages meant for the user (StepFailed too)
         result.status, result.message = Status.FAILED, str(exc)
+    except OSError as exc:  # e.g. a full disk: the file and the reason, not an errno tuple
+        result.status = Status.FAILED
+        result.message = f"{files.os_error_line(exc)} (see {log_path})"
     except Exception as exc:  # a bug in a step: still a result, with its log path
         result.status = Status.FAILED
         result.message = f"{type(exc).__name__}: {exc} (see {log_path})"
@@ -152,6 +156,16 @@ def _prewarm(scenario: Scenario, base: dict) -> None:
     modules = (m for step in scenario.steps for m in step_kind(step.kind).warm_modules)
     for module in dict.fromkeys(modules):
         base["platform"].prewarm(module, base["resources"], base["workdir"] / "warm")
+
+
+def _save(run: RunResult, results_dir: Path) -> None:
+    """results.json, junit.xml, report.html; when the disk refuses one, the error says how the
+    run itself ended too (the earlier files are left whole)."""
+    try:
+        write_all(run, results_dir)
+    except WriteFailed as exc:
+        raise WriteFailed(f"{run.scenario}: {run.status}, but its results were not saved: "
+                          f"{exc.message}") from None
 
 
 def run_scenario(
@@ -170,16 +184,17 @@ def run_scenario(
         started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         versions=versions(), platform_info=platform.describe(),
     )
-    results_dir = Path(results_dir)
-    if not results_dir.exists():  # results, logs and artifacts are for their owner only
-        results_dir.mkdir(parents=True, mode=0o700)
+    # Made 0700 when new (results, logs and artifacts are for their owner only) and proven
+    # writable before any step, so a read-only or full disk stops the run before any work.
+    results_dir = files.check_writable_dir(Path(results_dir), "results dir",
+                                           "choose a writable folder with free space (--results DIR)")
     missing = platform.missing(scenario.requires)
     if missing:
         run.status = Status.SKIPPED
         run.message = f"platform {platform.name} lacks {', '.join(missing)}"
         run.steps = [StepResult(s.name, s.kind, Status.SKIPPED, message=run.message)
                      for s in scenario.steps]
-        write_all(run, results_dir)
+        _save(run, results_dir)
         return run
 
     resources = RunResources(run_id=run.run_id)
@@ -224,7 +239,7 @@ def run_scenario(
             run.message = (run.message + " cleanup: " + "; ".join(problems)).strip()
         if recorded:
             recorded.save(run)
-        write_all(run, results_dir)
+        _save(run, results_dir)
     if interrupted:
         raise KeyboardInterrupt
     return run

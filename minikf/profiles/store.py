@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from minikf.runtime import files
 from minikf.runtime.errors import MinikfError
 
 HOME_ENV = "MINIKF_HOME"
@@ -76,11 +77,8 @@ class Profile(BaseModel):
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read (0600 from creation, not chmod'ed after)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.chmod(path, 0o600)
+    """Write a file only its owner can read (a new file, 0600 from creation), atomically."""
+    files.write_text(path, text, perms=0o600)
 
 
 def private_dir(path: Path) -> Path:

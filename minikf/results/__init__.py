@@ -24,7 +24,8 @@ from minikf.results.versions import versions
 
 
 def write_all(result: RunResult, results_dir: Path) -> None:
-    """results.json, junit.xml and report.html for one run."""
+    """results.json, junit.xml and report.html for one run, each written atomically (an earlier
+    file stays whole when one cannot be written: WriteFailed names it)."""
     results_dir.mkdir(parents=True, exist_ok=True)
     write_json(result, results_dir / "results.json")
     write_junit(result, results_dir / "junit.xml")

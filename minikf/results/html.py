@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from minikf.results.model import RunResult, Status, StepResult
+from minikf.runtime import files
 
 # HTML fragments other tools drop beside a report (e.g. `minikf bench`), included in report.html.
 SECTIONS_DIR = "sections"
@@ -81,4 +82,4 @@ table{{border-collapse:collapse}}figure{{display:inline-block;margin:1em}}</styl
 {_extra_sections(path.parent)}
 <h2>Versions</h2><pre>{html.escape(json.dumps(result.versions, indent=2))}</pre>
 </body></html>"""
-    path.write_text(page)
+    files.write_text(path, page)

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from minikf.results.model import SCHEMA_VERSION, ConformanceReport, RunResult, StepResult
+from minikf.runtime import files
 from minikf.runtime.errors import MinikfError
 
 # A results.json written before the layout was versioned has no schema_version: it is 0.x.
@@ -18,7 +19,7 @@ def to_json(obj: RunResult | ConformanceReport) -> str:
 
 
 def write_json(result: RunResult, path: Path) -> None:
-    path.write_text(to_json(result))
+    files.write_text(path, to_json(result))
 
 
 def load_json(path: Path) -> RunResult:

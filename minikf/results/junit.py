@@ -6,6 +6,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from minikf.results.model import RunResult, Status
+from minikf.runtime import files
 
 
 def write_junit(result: RunResult, path: Path) -> None:
@@ -30,4 +31,5 @@ def write_junit(result: RunResult, path: Path) -> None:
             ET.SubElement(case, "system-out").text = f"log: {step.log}"
     root = ET.Element("testsuites")
     root.append(suite)
-    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+    with files.atomic_open(path, "wb") as out:
+        ET.ElementTree(root).write(out, encoding="utf-8", xml_declaration=True)

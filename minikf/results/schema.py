@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from minikf.results.model import SCHEMA_VERSION, ConformanceReport, RunResult
+from minikf.runtime import files
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 _MAJOR = SCHEMA_VERSION.split(".")[0]
@@ -49,7 +50,7 @@ def write_schemas(directory: Path = SCHEMA_DIR) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for name, model in DOCUMENTS.items():
-        (directory / name).write_text(render(model))
+        files.write_text(directory / name, render(model))
         written.append(directory / name)
     return written
 

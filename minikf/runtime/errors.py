@@ -33,3 +33,8 @@ class StepFailed(MinikfError):
 class NotReady(MinikfError):
     """Something started (a server, a port, a resource) did not become ready in time, or
     exited first; the message says what and how long it was given."""
+
+
+class WriteFailed(MinikfError):
+    """A file minikf keeps could not be written (a full disk, a read-only folder); the message
+    names the file and the reason, and the earlier file, if any, is still whole."""

@@ -7,11 +7,11 @@ the journey); otherwise the model.pt runs in PyTorch and model.onnx is exported 
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 
+from minikf.runtime import files
 from minikf.runtime.errors import StepFailed
 from minikf.steps.base import StepContext, StepKind, StepOutcome
 from minikf.workload.evaluation import class_count, confusion, predict_classes, torch_runner
@@ -33,10 +33,7 @@ def run(ctx: StepContext) -> StepOutcome:
         x, y = npz["x"].astype(np.float32), npz["y"].astype(np.int64)
     pred = predict_classes(run, x)
     accuracy = float((pred == y).mean()) if len(y) else 0.0
-    published = ctx.results_dir / "model"
-    if published.exists():
-        shutil.rmtree(published)
-    shutil.copytree(model_dir, published)
+    published = files.copy_tree(model_dir, ctx.results_dir / "model")  # whole, or not at all
     if model is not None:  # model.onnx: the server then starts without importing torch
         from minikf.workload.fast_infer import export_onnx
 

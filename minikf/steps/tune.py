@@ -8,10 +8,10 @@ the best trial's model to RESULTS/tuning/best-model.
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from pathlib import Path
 
+from minikf.runtime import files
 from minikf.runtime.errors import StepFailed
 from minikf.steps.base import StepContext, StepKind, StepOutcome
 from minikf.tuning.spec import parse_spec
@@ -47,7 +47,7 @@ def run(ctx: StepContext) -> StepOutcome:
     result = run_search(spec, env, log)
     out = ctx.results_dir / "tuning"
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{ctx.name}.json").write_text(json.dumps({
+    files.write_text(out / f"{ctx.name}.json", json.dumps({
         "spec": spec.model_dump(), "direction": result.direction, "metric": result.metric,
         "stopped_because": result.stopped_because, "best": result.best, "trials": result.trials,
     }, indent=2))
@@ -59,9 +59,7 @@ def run(ctx: StepContext) -> StepOutcome:
     if result.best is None:
         raise StepFailed(f"no trial completed ({len(result.trials)} run; see {ctx.log_path})")
     best = result.best
-    published = out / "best-model"
-    shutil.rmtree(published, ignore_errors=True)
-    shutil.copytree(best["model_dir"], published)
+    published = files.copy_tree(best["model_dir"], out / "best-model")
     log(f"best: trial {best['number']} {result.metric}={best['value']:.4f} {json.dumps(best['params'])}")
     margin = best["value"] - result.worst_value
     metrics = {
