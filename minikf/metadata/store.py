@@ -7,7 +7,10 @@ WAL mode and a busy timeout let concurrent runs (pytest -n 2, conformance -j N) 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import stat
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -71,13 +74,35 @@ class RunRecord:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # step -> name -> value
 
 
+def _owner_only(path: Path) -> None:
+    """The store holds what runs were given (parameters, paths, metrics): its folder is made
+    0700 and the file 0600 from creation, and an existing file others can read is tightened
+    (SQLite gives its -wal and -shm files the file's mode); one that is not ours to change is
+    reported on stderr."""
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # SQLite reads an empty file as a new store
+    for found in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            info = found.stat()
+        except FileNotFoundError:
+            continue
+        if not info.st_mode & 0o077:
+            continue
+        if info.st_uid == os.geteuid():
+            os.chmod(found, stat.S_IMODE(info.st_mode) & 0o700)
+        else:
+            print(f"minikf: warning: {found} can be read by other users (mode "
+                  f"{stat.S_IMODE(info.st_mode):o}) and is not yours to change", file=sys.stderr)
+
+
 class MetadataStore:
     """One SQLite file. Use as a context manager, or call close()."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _owner_only(self.path)
             self.db = sqlite3.connect(self.path, timeout=30)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA foreign_keys=ON")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -187,3 +189,40 @@ steps:
     from minikf.metadata.report import model_digest
 
     assert model_digest(run) == hashlib.sha256(b"m").hexdigest()[:12]  # the model, not a checkpoint
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_a_new_store_and_its_folder_are_for_their_owner_only(tmp_path, write_scenario, local,
+                                                             monkeypatch):
+    """What the store holds (parameters, paths, metrics) is the user's: 0700 / 0600 whatever
+    the umask, its WAL files too."""
+    home = tmp_path / "home" / ".minikf"
+    monkeypatch.setenv("MINIKF_METADATA_DB", str(home / "metadata.db"))
+    old = os.umask(0o022)
+    try:
+        result = _run(write_scenario, local, tmp_path)
+        with MetadataStore(home / "metadata.db") as store:
+            assert store.get(result.run_id).status == "passed"
+            found = sorted(p.name for p in home.iterdir())
+            modes = {name: _mode(home / name) for name in found}
+    finally:
+        os.umask(old)
+    assert _mode(home) == 0o700
+    assert "metadata.db-wal" in found and set(modes.values()) == {0o600}, modes
+
+
+def test_an_existing_store_others_can_read_is_tightened(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    os.chmod(shared, 0o755)
+    path = shared / "metadata.db"
+    with MetadataStore(path) as store:
+        store.save(RunRecord("r1", "s", "local", "passed", "2026-01-01T00:00:00"))
+    os.chmod(path, 0o644)
+    with MetadataStore(path) as store:
+        assert store.get("r1").status == "passed"
+    assert _mode(path) == 0o600
+    assert _mode(shared) == 0o755  # a folder the user chose for the file is left as it is
