@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -87,3 +88,57 @@ def test_bundled_scenarios_are_valid():
 
     files = sorted(SCENARIOS.glob("*.yaml"))
     assert files and validate_paths(files) == []
+
+
+def _alias_bomb() -> str:
+    """About 300 bytes standing for 9**8 (43 million) values."""
+    lines = ["a: &a [x,x,x,x,x,x,x,x,x]"]
+    lines += [f"{c}: &{c} [{','.join(['*' + p] * 9)}]" for p, c in zip("abcdefg", "bcdefgh", strict=True)]
+    return "\n".join(lines + ["name: bomb", "steps: [{name: s, kind: command, args: {argv: *h}}]"])
+
+
+def _hostile(tmp_path, kind: str):
+    path = tmp_path / f"{kind}.yaml"
+    if kind == "binary":
+        path.write_bytes(b"name: x\n" + bytes(range(256)) * 64)
+    elif kind == "nul":
+        path.write_bytes(b"name: x\nsteps: []\x00\n")
+    elif kind == "huge":
+        with open(path, "wb") as out:  # 15 MB, written sparse: the loader must not read it
+            out.truncate(15 << 20)
+    elif kind == "alias-bomb":
+        path.write_text(_alias_bomb())
+    elif kind == "recursive-alias":
+        path.write_text("name: r\nsteps: &s [*s]\n")
+    elif kind == "deep-flow":
+        path.write_text("name: d\nsteps: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    elif kind == "deep-block":
+        path.write_text("name: d\nsteps:\n" + "".join(" " * i + "- \n" for i in range(1, 200)))
+    return path
+
+
+@pytest.mark.parametrize(("kind", "line", "problem"), [
+    ("binary", 3, "(file): not UTF-8 text (byte 136 is 0x80); a scenario is a YAML text file"),
+    ("nul", 2, "(file): a NUL byte; a scenario is a YAML text file"),
+    ("huge", 1, "(file): 15728640 bytes; a scenario file is at most 1048576 bytes"),
+    ("alias-bomb", 6, "(yaml): expands to more than 100000 values through aliases"),
+    ("recursive-alias", 2, "(yaml): an alias refers to a node it is inside of"),
+    ("deep-flow", 2, "(yaml): nested more than 64 levels deep"),
+    ("deep-block", 66, "(yaml): nested more than 64 levels deep"),
+])
+def test_hostile_files_fail_fast_with_one_line(tmp_path, kind, line, problem):
+    path = _hostile(tmp_path, kind)
+    started = time.monotonic()
+    (only,) = problems(path)
+    assert time.monotonic() - started < 1.0
+    assert only.startswith(f"{path}:{line}: {problem}")
+
+
+def test_anchors_and_aliases_of_a_normal_size_still_work(write_scenario):
+    path = write_scenario("""name: shared
+params: {argv: &argv [python, -c, "print(1)"]}
+steps:
+  - {name: one, kind: command, args: {argv: *argv}}
+  - {name: two, kind: command, args: {argv: *argv}}
+""")
+    assert load_scenario(path).steps[1].args == {"argv": ["python", "-c", "print(1)"]}
