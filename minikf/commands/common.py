@@ -36,5 +36,10 @@ def parse_params(pairs: list[str]) -> dict:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise MinikfError(f"--param {pair!r}: expected key=value", exit_code=2)
-        params[key] = yaml.safe_load(value) if value else ""
+        try:
+            params[key] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise MinikfError(f"--param {pair}: not a YAML value ({problem}); quote it to pass "
+                              f"it as text: {key}='\"{value}\"'", exit_code=2) from None
     return params

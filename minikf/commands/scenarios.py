@@ -28,10 +28,18 @@ def scenarios_list() -> None:
 
 @app.command("validate")
 def scenarios_validate(paths: list[Path]) -> None:
-    """Validate scenario files; print PATH:LINE: field: problem for each problem."""
-    from minikf.scenario import validate_paths
+    """Validate scenario files as `run` would before its first step (schema, `${...}` references,
+    programs); print PATH:LINE: field: problem for each problem."""
+    from minikf.engine.checks import problems as run_problems
+    from minikf.runtime.errors import ScenarioInvalid
+    from minikf.scenario import load_scenario
 
-    problems = validate_paths(paths)
+    problems: list[str] = []
+    for path in paths:
+        try:
+            problems += run_problems(load_scenario(path))
+        except ScenarioInvalid as exc:
+            problems += exc.problems
     for line in problems:
         typer.echo(line, err=True)
     if problems:

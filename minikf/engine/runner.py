@@ -14,9 +14,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from minikf.engine import checks
+from minikf.engine.checks import step_kind
 from minikf.metadata import lineage
 from minikf.platforms.base import Platform
-from minikf.plugins import STEP_KINDS
 from minikf.results import RunResult, Status, StepResult, aggregate, versions, write_all
 from minikf.runtime import files
 from minikf.runtime.errors import MinikfError, WriteFailed
@@ -24,7 +25,7 @@ from minikf.runtime.ports import free_port
 from minikf.runtime.processes import RunResources
 from minikf.scenario.schema import Scenario, Step
 from minikf.scenario.templating import TemplateError, render
-from minikf.steps.base import StepContext, StepKind, StepOutcome
+from minikf.steps.base import StepContext, StepOutcome
 
 ProgressHook = Callable[[str, StepResult | None], None]
 
@@ -80,15 +81,6 @@ class _Lookup:
         raise TemplateError(f"unknown reference ${{{ref}}}")
 
 
-def step_kind(name: str) -> StepKind:
-    """The registered step kind called `name` (minikf.plugins.STEP_KINDS)."""
-    kind = STEP_KINDS.get(name)
-    if not isinstance(kind, StepKind):
-        raise MinikfError(f"step kind {name!r} is registered as {kind!r}, which is not a "
-                          f"minikf.steps.base.StepKind", exit_code=2)
-    return kind
-
-
 def _run_with_timeout(func, ctx: StepContext) -> StepOutcome:
     """Run the step in a thread; on timeout kill what it started and raise TimeoutError."""
     box: dict[str, Any] = {}
@@ -129,7 +121,12 @@ def _run_step(step: Step, lookup: _Lookup, base: dict) -> StepResult:
             status=lambda text: base["progress"](f"{step.name}: {text}", None),
             run_scenario=run_scenario,
         )
-        outcome = _run_with_timeout(step_kind(step.kind).run, ctx)
+        kind = step_kind(step.kind)
+        outcome = _run_with_timeout(kind.run, ctx)
+        undeclared = kind.undeclared([*outcome.metrics, *outcome.outputs])
+        if undeclared:  # a step kind's bug: scenarios are validated against what it declares
+            raise MinikfError(f"step kind {kind.name!r} produced outputs it does not declare: "
+                              f"{', '.join(undeclared)} (StepKind.outputs)")
         result.metrics, result.series = outcome.metrics, outcome.series
         result.outputs = outcome.outputs
         lookup.outputs[step.name] = {**outcome.metrics, **outcome.outputs}
@@ -178,6 +175,10 @@ def run_scenario(
 ) -> RunResult:
     """Run every step; always tear down what the run started and write results."""
     progress = progress or (lambda msg, res: None)
+    checks.check_params(scenario, params or {})
+    missing = platform.missing(scenario.requires)
+    if not missing:  # what `scenarios validate` checks, before anything (a skipped run needs none)
+        checks.check(scenario)
     merged = {**scenario.params, **(params or {})}
     run = RunResult(
         run_id=uuid.uuid4().hex[:12], scenario=scenario.name, platform=platform.name,
@@ -188,7 +189,6 @@ def run_scenario(
     # writable before any step, so a read-only or full disk stops the run before any work.
     results_dir = files.check_writable_dir(Path(results_dir), "results dir",
                                            "choose a writable folder with free space (--results DIR)")
-    missing = platform.missing(scenario.requires)
     if missing:
         run.status = Status.SKIPPED
         run.message = f"platform {platform.name} lacks {', '.join(missing)}"

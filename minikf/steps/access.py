@@ -87,4 +87,6 @@ def run(ctx: StepContext) -> StepOutcome:
     return StepOutcome(metrics=metrics, outputs={"checks": rows})
 
 
-KIND = StepKind("access", run)
+OUTPUTS = ("checks", "refused_without_token", "refused_other_user", "allowed_owner", "errors")
+
+KIND = StepKind("access", run, outputs=OUTPUTS)

@@ -9,9 +9,13 @@ with the message the user sees.
 
 from __future__ import annotations
 
+import os
 import secrets
+import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,12 +74,58 @@ class StepContext:
         return open(self.log_path, "a")
 
 
+ArgsCheck = Callable[[dict[str, Any]], dict[str, str]]
+"""A step kind's check of its arguments before the run: {argument name: problem}."""
+
+
 @dataclass(frozen=True)
 class StepKind:
     """A step kind: its name in scenarios, its `run`, and the Python modules its processes run
     (`python -m MODULE`), which a platform that can import them ahead (local) does when the run
-    starts."""
+    starts.
+
+    `outputs` names what `${steps.NAME.outputs.KEY}` may use (its metrics and outputs; shell
+    patterns such as `best_*` allowed), so that `minikf scenarios validate` rejects a KEY no run
+    could produce, and the engine fails a step that produces an undeclared one. None: not known
+    before the run (a command's stdout JSON, a notebook's metrics), so only the step is checked.
+    `check` looks at the arguments as written (before `${...}` is filled in) for what is wrong
+    whatever the run does, e.g. a program that is not on PATH."""
 
     name: str
     run: Callable[[StepContext], StepOutcome]
     warm_modules: tuple[str, ...] = ()
+    outputs: tuple[str, ...] | None = None
+    check: ArgsCheck | None = None
+
+    def undeclared(self, keys) -> list[str]:
+        """The keys among `keys` that `outputs` does not declare (none when not declared)."""
+        if self.outputs is None:
+            return []
+        return [k for k in keys if not any(fnmatchcase(k, pattern) for pattern in self.outputs)]
+
+
+def program_problem(program: str, env: dict | None = None) -> str | None:
+    """What is wrong with running `program` as argv[0] (None: nothing found wrong). `python` is
+    this interpreter, as the command and service steps run it; a bare name is looked up on PATH
+    (the step's own env PATH when it sets one); a path relative to the run's work dir is known
+    only during the run, so it is not judged here."""
+    if program == "python":
+        program = sys.executable
+    if "/" not in program:
+        path = (env or {}).get("PATH", os.environ.get("PATH", os.defpath))
+        return None if shutil.which(program, path=str(path)) else f"program {program!r} not found on PATH"
+    if os.path.isabs(program) and not os.access(program, os.X_OK):
+        return f"program {program!r} does not exist or is not executable"
+    return None
+
+
+def check_argv(args: dict[str, Any]) -> dict[str, str]:
+    """The command and service steps' check before the run: argv[0] exists (when it is written
+    out, not a `${...}` filled in during the run)."""
+    argv, env = args.get("argv"), args.get("env") or {}
+    if not isinstance(argv, list) or not argv or not isinstance(argv[0], str) or "${" in argv[0]:
+        return {}
+    if not isinstance(env, dict) or "${" in str(env.get("PATH", "")):
+        env = {}
+    problem = program_problem(argv[0], env)
+    return {"argv": problem} if problem else {}

@@ -31,4 +31,6 @@ def run(ctx: StepContext) -> StepOutcome:
     return StepOutcome(metrics={"files": len(found), "bytes": size}, outputs={"raw_dir": str(dest)})
 
 
-KIND = StepKind("download", run)
+OUTPUTS = ("files", "bytes", "raw_dir", "mirror_failures")
+
+KIND = StepKind("download", run, outputs=OUTPUTS)

@@ -45,4 +45,6 @@ def run(ctx: StepContext) -> StepOutcome:
     return StepOutcome(metrics={"accuracy": accuracy, "test_images": int(len(y))}, outputs=outputs)
 
 
-KIND = StepKind("evaluate", run)
+OUTPUTS = ("accuracy", "test_images", "model_dir", "confusion", "predictions_sample", "runtime")
+
+KIND = StepKind("evaluate", run, outputs=OUTPUTS)

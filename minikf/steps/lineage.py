@@ -86,4 +86,6 @@ def run(ctx: StepContext) -> StepOutcome:
     return StepOutcome(metrics=metrics, outputs={"run_ids": run_ids, "db": env["MINIKF_METADATA_DB"]})
 
 
-KIND = StepKind("lineage", run)
+OUTPUTS = ("runs_recorded", "data_files_verified", "changed_params_shown", "run_ids", "db")
+
+KIND = StepKind("lineage", run, outputs=OUTPUTS)

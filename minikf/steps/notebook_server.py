@@ -22,4 +22,6 @@ def run(ctx: StepContext) -> StepOutcome:
                                 "token_file": server.token_file})
 
 
-KIND = StepKind("notebook_server", run)
+OUTPUTS = ("url", "pid", "user", "token_file")
+
+KIND = StepKind("notebook_server", run, outputs=OUTPUTS)

@@ -108,4 +108,6 @@ def run(ctx: StepContext) -> StepOutcome:
     return StepOutcome(metrics=metrics, outputs={"predictions": v1_preds})
 
 
-KIND = StepKind("predict", run)
+OUTPUTS = ("accuracy", "agreement", "p50_ms", "p95_ms", "errors", "predictions")
+
+KIND = StepKind("predict", run, outputs=OUTPUTS)

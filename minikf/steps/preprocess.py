@@ -22,4 +22,6 @@ def run(ctx: StepContext) -> StepOutcome:
     )
 
 
-KIND = StepKind("preprocess", run)
+OUTPUTS = ("train_images", "test_images", "data_dir")
+
+KIND = StepKind("preprocess", run, outputs=OUTPUTS)

@@ -22,4 +22,6 @@ def run(ctx: StepContext) -> StepOutcome:
     return StepOutcome(outputs={"url": f"http://127.0.0.1:{port}", "pid": proc.pid})
 
 
-KIND = StepKind("profile_api", run)
+OUTPUTS = ("url", "pid")
+
+KIND = StepKind("profile_api", run, outputs=OUTPUTS)

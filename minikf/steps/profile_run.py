@@ -46,4 +46,6 @@ def run(ctx: StepContext) -> StepOutcome:
                                 "status": result.status})
 
 
-KIND = StepKind("profile_run", run)
+OUTPUTS = ("refused", "steps", "message", "run", "run_id", "status")
+
+KIND = StepKind("profile_run", run, outputs=OUTPUTS)

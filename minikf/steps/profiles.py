@@ -29,4 +29,6 @@ def run(ctx: StepContext) -> StepOutcome:
                        outputs={"home": str(home), "names": created})
 
 
-KIND = StepKind("profiles", run)
+OUTPUTS = ("profiles", "home", "names")
+
+KIND = StepKind("profiles", run, outputs=OUTPUTS)

@@ -26,4 +26,6 @@ def run(ctx: StepContext) -> StepOutcome:
     return StepOutcome(outputs={"url": url, "model": default_name(model_dir)})
 
 
-KIND = StepKind("serve", run, warm_modules=(SERVER_MODULE,))
+OUTPUTS = ("url", "model")
+
+KIND = StepKind("serve", run, warm_modules=(SERVER_MODULE,), outputs=OUTPUTS)

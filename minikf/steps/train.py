@@ -58,4 +58,7 @@ def run(ctx: StepContext) -> StepOutcome:
     return StepOutcome(metrics=metrics, outputs=outputs, series=series)
 
 
-KIND = StepKind("train", run, warm_modules=(WORKER_MODULE,))
+OUTPUTS = ("loss", "train_accuracy", "epochs", "workers", "images_per_s", "checkpoints",
+           "model_dir", "train_dir")
+
+KIND = StepKind("train", run, warm_modules=(WORKER_MODULE,), outputs=OUTPUTS)

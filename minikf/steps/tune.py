@@ -77,6 +77,9 @@ def run(ctx: StepContext) -> StepOutcome:
     return StepOutcome(metrics=metrics, outputs=outputs, series=series)
 
 
+OUTPUTS = ("best_trial", "best_*", "worst_*", "best_margin", "trials", "trials_complete",
+           "trials_pruned", "trials_failed", "model_dir", "best_params", "stopped_because")
+
 # Every trial's workers fork from one interpreter that loaded torch when the run started, where
 # the platform can: seconds less per trial.
-KIND = StepKind("tune", run, warm_modules=(WORKER_MODULE,))
+KIND = StepKind("tune", run, warm_modules=(WORKER_MODULE,), outputs=OUTPUTS)
