@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import re
 import shutil
 import struct
 import time
@@ -73,15 +74,16 @@ Progress = Callable[[str, int, "int | None"], None]
 """progress(file name, bytes so far, total bytes or None)."""
 
 
-def _fetch_http(url: str, part: Path, timeout: float, progress: Progress | None = None) -> None:
-    """Download `url` into `part`, resuming from its current size with an HTTP Range request."""
+def _fetch_http(url: str, part: Path, timeout: float, progress: Progress | None = None) -> int:
+    """Download `url` into `part`, resuming from its current size with an HTTP Range request;
+    returns the byte it resumed from (0: from the start)."""
     offset = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     with requests.get(url, headers=headers, stream=True, timeout=timeout) as r:
         if offset and r.status_code == 416:
             # Requested range not satisfiable: the partial file is already complete
             # (or bogus); let the md5 check decide.
-            return
+            return offset
         if r.status_code == 206 and offset:
             mode = "ab"
         elif r.status_code == 200:
@@ -99,36 +101,63 @@ def _fetch_http(url: str, part: Path, timeout: float, progress: Progress | None 
                     done += len(block)
                     if progress:
                         progress(name, done, total)
+        return offset if mode == "ab" else 0
 
 
-def _fetch_one(name: str, dest: Path, mirrors: list[str], timeout: float,
-               progress: Progress | None = None) -> list[str]:
-    """Try each mirror in order; on success move the data into dest/name and return [].
+def _reason(exc: requests.RequestException, timeout: float) -> str:
+    """A failed request in a few words: timed out, connection refused, HTTP 404, cut short."""
+    text = str(exc)
+    if isinstance(exc, requests.Timeout):
+        return f"timed out (no data for {timeout:g}s)"
+    if isinstance(exc, requests.HTTPError):
+        return text
+    cut = re.search(r"IncompleteRead\(\d+ bytes read, (\d+) more expected\)", text)
+    if cut:
+        return f"connection closed {cut.group(1)} bytes before the end"
+    errno_text = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    if errno_text:
+        return errno_text.group(1).strip().lower()
+    return f"{type(exc).__name__}: {text[:200]}"
 
-    Returns a list of 'url: reason' strings if every mirror failed.
-    """
-    target = dest / name
+
+def _try_mirror(name: str, dest: Path, mirror: str, expected: str, timeout: float,
+                progress: Progress | None = None) -> str | None:
+    """Fetch `name` from one mirror and verify it: None when dest/name is in place, else what
+    this mirror gave ("URL: md5 X, expected Y"). A transfer cut short is kept in NAME.part
+    for the next mirror to resume; a file with the wrong checksum is deleted."""
     part = dest / (name + ".part")
-    failures: list[str] = []
-    for mirror in mirrors:
-        local = _local_dir(mirror)
-        if local is not None:
-            src = local / name
-            try:
-                shutil.copyfile(src, part)
-            except OSError as e:
-                failures.append(f"{src}: {e.strerror or e}")
-                continue
-        else:
-            url = _join(mirror, name)
-            try:
-                _fetch_http(url, part, timeout, progress)
-            except requests.RequestException as e:
-                failures.append(f"{url}: {type(e).__name__}: {e}")
-                continue
-        os.replace(part, target)
-        return []
-    return failures
+    local = _local_dir(mirror)
+    where = str(local / name) if local is not None else _join(mirror, name)
+    resumed = 0
+    if local is not None:
+        if not (local / name).is_file():
+            return f"{where}: no such file"
+        shutil.copyfile(local / name, part)  # a problem writing dest is not the mirror's
+    else:
+        before = part.stat().st_size if part.exists() else 0
+        try:
+            resumed = _fetch_http(where, part, timeout, progress)
+        except requests.RequestException as exc:
+            kept = part.stat().st_size if part.exists() else 0
+            said = f" ({kept} bytes kept to resume)" if kept > before else ""
+            return f"{where}: {_reason(exc, timeout)}{said}"
+    actual = md5sum(part)
+    if actual != expected:
+        part.unlink()
+        after = f" (resumed at byte {resumed} of an earlier transfer)" if resumed else ""
+        return f"{where}: md5 {actual}, expected {expected}{after}"
+    os.replace(part, dest / name)
+    return None
+
+
+def _summary(name: str, mirrors: list[str], rounds: int, failures: list[str]) -> str:
+    """One line: every mirror tried and what each gave, a repeated answer once with a count."""
+    counts: dict[str, int] = {}
+    for failure in failures:
+        counts[failure] = counts.get(failure, 0) + 1
+    said = "; ".join(f"{text} ({n} times)" if n > 1 else text for text, n in counts.items())
+    return (f"could not download {name} from any of {len(mirrors)} mirror(s), each tried "
+            f"{rounds} time(s): {said}")
 
 
 def download(
@@ -138,8 +167,14 @@ def download(
     retries: int = 2,
     timeout: float = 30,
     progress: Progress | None = None,
+    skipped: list[str] | None = None,
 ) -> dict[str, str]:
-    """Fetch every file in `checksums` into `dest`, verifying md5. Returns {file: md5}."""
+    """Fetch every file in `checksums` into `dest`, verifying md5. Returns {file: md5}.
+
+    Mirrors are tried in order for each file; one that fails (unreachable, cut short, the wrong
+    checksum) is passed over for the next, and the whole list is tried `retries` more times.
+    What each passed-over mirror gave is appended to `skipped` when the file came from a later
+    one; when none gave it, DownloadError names each mirror and what it gave."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     if not mirrors:
@@ -148,32 +183,32 @@ def download(
     for name, expected in checksums.items():
         target = dest / name
         if target.exists():
-            actual = md5sum(target)
-            if actual == expected:
-                result[name] = actual
+            if md5sum(target) == expected:
+                result[name] = expected
                 continue
             target.unlink()
-        actual = None
-        for attempt in range(retries + 1):
-            failures = _fetch_one(name, dest, mirrors, timeout, progress)
-            if failures:
-                raise DownloadError(
-                    f"could not download {name}; every mirror failed:\n  "
-                    + "\n  ".join(failures)
-                )
-            actual = md5sum(target)
-            if actual == expected:
-                result[name] = actual
-                break
-            target.unlink()
-            if attempt < retries:
-                time.sleep(min(0.5 * (attempt + 1), 2.0))
-        else:
-            raise DownloadError(
-                f"checksum mismatch for {name} after {retries + 1} attempt(s): "
-                f"expected md5 {expected}, got {actual}"
-            )
+        failures = _fetch_verified(name, dest, mirrors, expected, retries, timeout, progress)
+        if not target.exists():
+            raise DownloadError(_summary(name, mirrors, retries + 1, failures))
+        if skipped is not None:
+            skipped.extend(failures)
+        result[name] = expected
     return result
+
+
+def _fetch_verified(name: str, dest: Path, mirrors: list[str], expected: str, retries: int,
+                    timeout: float, progress: Progress | None) -> list[str]:
+    """Rounds over the mirrors until one gives the file; returns what the others gave."""
+    failures: list[str] = []
+    for attempt in range(retries + 1):
+        for mirror in mirrors:
+            problem = _try_mirror(name, dest, mirror, expected, timeout, progress)
+            if problem is None:
+                return failures
+            failures.append(problem)
+        if attempt < retries:
+            time.sleep(min(0.5 * (attempt + 1), 2.0))
+    return failures
 
 
 def load_idx(path: Path) -> np.ndarray:

@@ -5,6 +5,7 @@ import shutil
 import socket
 import struct
 import threading
+import time
 from functools import partial
 from pathlib import Path
 
@@ -290,3 +291,62 @@ def test_progress_reports_bytes_up_to_the_total(serve, tmp_path):
     for name in fd.SAMPLE_FILES:
         size = (SAMPLE_DIR / name).stat().st_size
         assert seen[name] == (size, size)
+
+
+@pytest.fixture
+def mirror():
+    from tests.mirrors import Mirror
+
+    made = []
+
+    def make(how: str):
+        made.append(Mirror(how))
+        return made[-1]
+
+    yield make
+    for m in made:
+        m.close()
+
+
+def test_a_corrupt_first_mirror_moves_on_to_the_next(mirror, tmp_path):
+    corrupt, good = mirror("corrupt"), mirror("good")
+    skipped: list[str] = []
+    got = fd.download(tmp_path, [corrupt.url, good.url], fd.SAMPLE_FILES, timeout=5, skipped=skipped)
+    assert got == fd.SAMPLE_FILES
+    assert len(corrupt.requests) == 4 and len(good.requests) == 4  # no retry at the corrupt one
+    for name, line in zip(fd.SAMPLE_FILES, skipped, strict=True):
+        actual = hashlib.md5(corrupt.body(name)).hexdigest()
+        assert line == f"{corrupt.url}{name}: md5 {actual}, expected {fd.SAMPLE_FILES[name]}"
+
+
+def test_when_every_mirror_fails_one_line_names_each_and_what_it_gave(mirror, tmp_path,
+                                                                       closed_port_url):
+    corrupt, truncated, slow = mirror("corrupt"), mirror("truncated"), mirror("slow")
+    name = "train-images-idx3-ubyte.gz"
+    urls = [corrupt.url, truncated.url, slow.url, closed_port_url]
+    started = time.monotonic()
+    with pytest.raises(fd.DownloadError) as info:
+        fd.download(tmp_path, urls, {name: fd.SAMPLE_FILES[name]}, retries=1, timeout=0.5)
+    message = str(info.value)
+    assert time.monotonic() - started < 10  # the slow mirror is given 0.5 s of silence per try
+    assert "\n" not in message
+    assert message.startswith(f"could not download {name} from any of 4 mirror(s), each tried "
+                              "2 time(s): ")
+    actual = hashlib.md5(corrupt.body(name)).hexdigest()
+    assert f"{corrupt.url}{name}: md5 {actual}, expected {fd.SAMPLE_FILES[name]}" in message
+    assert f"{truncated.url}{name}: connection closed " in message
+    assert f"{slow.url}{name}: timed out (no data for 0.5s)" in message
+    assert f"{closed_port_url}{name}: connection refused (2 times)" in message
+
+
+def test_a_transfer_cut_short_is_resumed_from_the_next_mirror(mirror, tmp_path):
+    truncated, good = mirror("truncated"), mirror("good")
+    name = "train-images-idx3-ubyte.gz"
+    skipped: list[str] = []
+    assert fd.download(tmp_path, [truncated.url, good.url], {name: fd.SAMPLE_FILES[name]},
+                       timeout=5, skipped=skipped) == {name: fd.SAMPLE_FILES[name]}
+    (_, rng), = good.requests
+    kept = int(rng.removeprefix("bytes=").rstrip("-"))
+    assert kept > 0 and skipped == [f"{truncated.url}{name}: connection closed "
+                                    f"{(SAMPLE_DIR / name).stat().st_size // 2 + 1} bytes before "
+                                    f"the end ({kept} bytes kept to resume)"]
