@@ -255,7 +255,8 @@ def test_fashion_mnist_journey_on_the_fake_cluster(cluster, tmp_path):
     """The whole journey through the platform: the sample shipped as a ConfigMap, a PyTorchJob of
     two workers (real torch.distributed processes), the model back from the master's log,
     evaluated here, served by an InferenceService (the real KServe model server), predicted
-    through the port-forward relay with the token; every object deleted at the end."""
+    through the port-forward relay with the token; every object deleted at the end. 8 epochs
+    reach 0.707-0.820 over 30 seeds, clear of the scenario's 0.65 on any CPU (0.75 was not)."""
     from minikf.engine.runner import run_scenario
     from minikf.scenario import load_scenario
 

@@ -27,6 +27,9 @@ def _train_workers() -> list[psutil.Process]:
 
 
 def test_train_and_evaluate_on_the_sample(write_scenario, local, tmp_path):
+    """3 epochs of 2 workers (batch 64) reach 0.527-0.753 test accuracy over 30 seeds (mean
+    0.628; a seed stands for a CPU's kernels here): 0.4 says the model learned (chance is 0.1)
+    whatever CPU runs it. The train loss falls from 2.13-2.24 to 0.97-1.23 (15 seeds): no edge."""
     path = write_scenario(f"""name: journey
 steps:
   - name: download
@@ -45,7 +48,7 @@ steps:
     args:
       model_dir: "${{steps.train.outputs.model_dir}}"
       data_dir: "${{steps.preprocess.outputs.data_dir}}"
-    expect: ["accuracy >= 0.6"]
+    expect: ["accuracy >= 0.4"]
 """)
     out = tmp_path / "r"
     result = run_scenario(load_scenario(path), local, out)
