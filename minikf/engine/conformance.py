@@ -19,6 +19,7 @@ from minikf.platforms.base import Platform
 from minikf.results import ConformanceEntry, ConformanceReport, RunResult, Status, versions
 from minikf.results.jsonfile import to_json
 from minikf.runtime import files
+from minikf.runtime.errors import ScenarioInvalid
 from minikf.scenario import Scenario
 
 
@@ -47,7 +48,11 @@ def run_conformance(scenarios: list[Scenario], platform: Platform, results: Path
     clock = time.monotonic()
 
     def one(scenario: Scenario) -> RunResult:
-        result = run_scenario(scenario, platform, work / scenario.name)
+        try:
+            result = run_scenario(scenario, platform, work / scenario.name)
+        except ScenarioInvalid as exc:  # refused before it ran: a failed entry, the others still run
+            result = RunResult("", scenario.name, platform.name, Status.FAILED,
+                               message="; ".join(exc.problems))
         if progress:
             progress(scenario.name, result)
         return result

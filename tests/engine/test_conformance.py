@@ -41,3 +41,12 @@ def test_bundle_holds_summary_and_each_result(write_scenario, local, tmp_path):
     jsonschema.validate(summary, json.loads(schema_path(ConformanceReport).read_text()))
     jsonschema.validate(good, json.loads(schema_path(RunResult).read_text()))
     assert summary["schema_version"] == good["schema_version"] == SCHEMA_VERSION
+
+
+def test_a_scenario_refused_before_it_runs_is_a_failed_entry(write_scenario, local, tmp_path):
+    broken = 'name: broken\nsteps:\n  - {name: a, kind: command, args: {argv: [minikf-nope]}}\n'
+    scenarios = [load_scenario(write_scenario(text, f"{i}.yaml")) for i, text in enumerate((PASS, broken))]
+    report, _ = run_conformance(scenarios, local, tmp_path / "out")
+    entries = {s.scenario: s for s in report.scenarios}
+    assert entries["good"].status == "passed" and entries["broken"].status == "failed"
+    assert entries["broken"].message.endswith("steps[a].args.argv: program 'minikf-nope' not found on PATH")
