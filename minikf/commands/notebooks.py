@@ -1,4 +1,5 @@
-"""`minikf notebooks ...`: a JupyterLab server per user on 127.0.0.1 with a token."""
+"""`minikf notebooks ...`: a JupyterLab server per user on 127.0.0.1 with a token, and `compile`:
+an annotated notebook to a Kubeflow pipeline with Kale."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, help="A Jupyter server per user (127.0.0.1, token).")
+app = typer.Typer(no_args_is_help=True,
+                  help="A Jupyter server per user (127.0.0.1, token); notebooks to pipelines (Kale).")
 
 HOME_HELP = "profiles home (default $MINIKF_HOME, else ~/.minikf)"
 
@@ -61,3 +63,33 @@ def stop_cmd(
         typer.echo(f"stopped {server.user}'s server on {server.url} (pid {server.pid})")
     if not stopped:
         typer.echo("no notebook server was running" + (f" for {user}" if user else ""))
+
+
+@app.command("compile")
+def compile_cmd(
+    notebook: Path = typer.Argument(..., help="a notebook annotated with Kale's cell tags"),
+    output: Path | None = typer.Option(None, "-o", "--output",
+                                       help="the KFP IR YAML to write (default: ./NOTEBOOK.yaml)"),
+    image: str | None = typer.Option(None, help="the steps' image (default $MINIKF_RUNTIME_IMAGE, "
+                                     "else minikf/runtime:latest)"),
+    json_out: bool = typer.Option(False, "--json", help="a JSON summary as the last line"),
+) -> None:
+    """Turn an annotated notebook into a Kubeflow pipeline with Kale (KFP IR YAML, checked by
+    loading it back with kfp and compiling it again)."""
+    import json
+
+    from minikf.pipelines.kale import compile_notebook
+
+    target = output or Path(f"{notebook.stem}.yaml")
+    compiled = compile_notebook(notebook, target, image)
+    typer.echo(f"wrote {compiled.package}: pipeline {compiled.pipeline_name}")
+    for name, step in compiled.steps.items():
+        after = f" after {', '.join(step['prev'])}" if step["prev"] else ""
+        takes = f", takes {', '.join(step['inputs'])}" if step["inputs"] else ""
+        typer.echo(f"  step {name}{after}{takes}")
+    typer.echo("  parameters: " + ", ".join(f"{k}={v!r}" for k, v in compiled.parameters.items()))
+    typer.echo(f"  metrics: {', '.join(compiled.metrics) or 'none'}")
+    if json_out:
+        typer.echo(json.dumps({"steps": len(compiled.steps), "parameters": len(compiled.parameters),
+                               "pipeline_metrics": len(compiled.metrics), "round_trip": 1,
+                               "package_file": str(compiled.package)}))

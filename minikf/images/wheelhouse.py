@@ -26,8 +26,22 @@ from minikf.runtime.errors import MinikfError
 SKIP = {"minikf"}  # the project itself goes in as its own wheel, built from the source
 
 
+def source_requirements() -> list[str] | None:
+    """minikf's own requirements as the source tree the image is built from declares them
+    (pyproject.toml), which may be newer than the installed metadata; None without a tree."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: the installed metadata is used
+        return None
+    path = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    if not path.is_file():
+        return None
+    return list(tomllib.loads(path.read_text()).get("project", {}).get("dependencies", []))
+
+
 def pinned_requirements(root: str = "minikf") -> list[str]:
-    """`name==version` for every distribution `root` needs here, extras it asks for included."""
+    """`name==version` for every distribution `root` needs here, extras it asks for included;
+    minikf's own list comes from the source tree when there is one (source_requirements)."""
     versions: dict[str, str] = {}
     extras_done: dict[str, set[str]] = {}
     todo: list[tuple[str, frozenset[str]]] = [(root, frozenset())]
@@ -44,7 +58,8 @@ def pinned_requirements(root: str = "minikf") -> list[str]:
         versions[key] = dist.version
         new = wanted - extras_done.get(key, set())
         extras_done.setdefault(key, set()).update(wanted)
-        for line in dist.requires or []:
+        declared = source_requirements() if key == canonicalize_name(root) == "minikf" else None
+        for line in declared if declared is not None else dist.requires or []:
             req = Requirement(line)
             if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in new):
                 todo.append((req.name, frozenset(req.extras)))

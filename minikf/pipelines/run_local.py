@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from minikf.pipelines import PIPELINES
+from minikf.runtime.errors import MinikfError
 
 
 def load_pipeline(name: str):
@@ -24,22 +25,36 @@ def load_pipeline(name: str):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("name", choices=sorted(PIPELINES))
+    parser.add_argument("name", nargs="?", choices=sorted(PIPELINES))
+    parser.add_argument("--notebook", type=Path, help="an annotated notebook, compiled with Kale")
+    parser.add_argument("--package-out", type=Path, help="where the compiled notebook's YAML goes")
     parser.add_argument("--root", required=True, help="kfp.local pipeline_root")
     parser.add_argument("--arguments", default="{}", help="pipeline arguments as JSON")
     args = parser.parse_args(argv)
+    if (args.name is None) == (args.notebook is None):
+        parser.error("give a pipeline NAME or --notebook NB (one of them)")
 
     from kfp import local
 
     runner = local.SubprocessRunner(use_venv=False)
-    if os.environ.get("MINIKF_KFP_RUNNER") == "docker":  # set by the docker platform
+    on_docker = os.environ.get("MINIKF_KFP_RUNNER") == "docker"  # set by the docker platform
+    if on_docker:
         from minikf.pipelines.runners import kfp_docker_runner
 
         runner = kfp_docker_runner(json.loads(args.arguments))
+    if args.notebook is not None:
+        try:
+            pipeline = notebook_pipeline(args.notebook, args.package_out, Path(args.root),
+                                         on_host=not on_docker)
+        except MinikfError as exc:
+            print(json.dumps({"status": "INVALID", "message": exc.message}))
+            return 2
+    else:
+        pipeline = load_pipeline(args.name)
     local.init(runner=runner, pipeline_root=args.root)
     started = time.monotonic()
     try:
-        task = load_pipeline(args.name)(**json.loads(args.arguments))
+        task = pipeline(**json.loads(args.arguments))
     except RuntimeError as exc:  # kfp.local: "Pipeline ... finished with status FAILURE ..."
         print(json.dumps({"status": "FAILURE", "message": str(exc),
                           "seconds": round(time.monotonic() - started, 3),
@@ -48,8 +63,28 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"status": "SUCCESS", "output": _output(task),
                       "seconds": round(time.monotonic() - started, 3),
                       "tasks": task_outputs(Path(args.root)),
-                      "artifacts": task_artifacts(Path(args.root), load_pipeline(args.name))}))
+                      "artifacts": task_artifacts(Path(args.root), pipeline),
+                      "metrics": task_metrics(Path(args.root))}))
     return 0
+
+
+def notebook_pipeline(notebook: Path, package_out: Path | None, root: Path, on_host: bool):
+    """Kale compiles the notebook to IR YAML; the pipeline to run is that YAML, loaded by kfp.
+    When tasks are processes on this host, Kale's /tmp files go to a private folder of the run."""
+    from kfp import components
+
+    from minikf.pipelines.kale import compile_notebook, for_host_run
+
+    root.mkdir(parents=True, exist_ok=True)
+    package = package_out or root.parent / "notebook-pipeline.yaml"
+    compiled = compile_notebook(notebook, package)
+    print(f"compiled {notebook} with Kale: pipeline {compiled.pipeline_name}, steps "
+          f"{', '.join(compiled.steps)}, metrics {', '.join(compiled.metrics) or 'none'} -> {package}",
+          flush=True)
+    if on_host:
+        private = root.with_name(f"{root.name}-kale")
+        package = for_host_run(package, private, private / "pipeline-on-host.yaml")
+    return components.load_component_from_file(str(package))
 
 
 def _newest_run(root: Path) -> Path | None:
@@ -94,6 +129,24 @@ def task_outputs(root: Path) -> dict[str, dict]:
         except (OSError, json.JSONDecodeError):
             continue
         found[str(path.parent.relative_to(newest))] = values
+    return found
+
+
+def task_metrics(root: Path) -> dict[str, float]:
+    """The numbers every task logged to a Metrics artifact in the newest run (Kale's
+    pipeline-metrics, `Metrics.log_metric`), by name with '-' read as '_'."""
+    newest = _newest_run(root)
+    found: dict[str, float] = {}
+    for path in sorted(newest.rglob("executor_output.json")) if newest else []:
+        try:
+            outputs = json.loads(path.read_text()).get("artifacts", {})
+        except (OSError, json.JSONDecodeError):
+            continue
+        for entry in outputs.values():
+            for artifact in entry.get("artifacts", []):
+                for name, value in (artifact.get("metadata") or {}).items():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        found[name.replace("-", "_")] = value
     return found
 
 
