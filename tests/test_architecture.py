@@ -22,7 +22,7 @@ LAYERS = [
     {"kube", "metadata"},
     {"platforms"},
     {"profiles", "tuning", "appliance"},
-    {"notebooks", "bench"},
+    {"notebooks", "bench", "snapshots"},
     {"steps"},
     {"engine"},
     {"commands", "pytest_plugin"},

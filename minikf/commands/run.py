@@ -17,21 +17,42 @@ def register(root: typer.Typer) -> None:
 
 
 def run(
-    scenario: str = typer.Argument(..., help="a scenario name or a path to its YAML"),
-    platform: str = typer.Option("local", help=PLATFORM_HELP),
+    scenario: str | None = typer.Argument(None, help="a scenario name or a path to its YAML"),
+    platform: str | None = typer.Option(None, help=PLATFORM_HELP + " (default local; a snapshot's "
+                                        "own platform with --from-snapshot)"),
     param: list[str] = typer.Option([], "--param", "-p", help="key=value, repeatable"),
     results: Path = typer.Option(Path("results"), help="directory for results and logs"),
     quiet: bool = typer.Option(False, help="plain lines even on a terminal"),
     kubeconfig: str | None = typer.Option(None, help="kubernetes: kubeconfig file (default $KUBECONFIG)"),
     namespace: str | None = typer.Option(None, help="kubernetes: namespace (default: the context's)"),
+    from_snapshot: str | None = typer.Option(None, "--from-snapshot", help="re-run a run snapshot "
+                                             "(its scenario, parameters and data) and compare"),
+    user: str | None = typer.Option(None, "--user", "-u", help="--from-snapshot: whose store"),
+    restore_dir: Path | None = typer.Option(None, help="--from-snapshot: restore here and keep it "
+                                            "(default: a temporary folder)"),
+    metric: str = typer.Option("accuracy", help="--from-snapshot: the metric compared"),
+    tolerance: float = typer.Option(0.05, help="--from-snapshot: how far it may move"),
+    json_out: bool = typer.Option(False, "--json", help="--from-snapshot: a JSON summary last"),
 ) -> None:
     """Run one scenario and write results.json, junit.xml and report.html."""
     from minikf.commands.progress import Progress
     from minikf.engine.runner import run_scenario
     from minikf.kube import cluster_options
     from minikf.platforms import get_platform
+    from minikf.runtime.errors import MinikfError
     from minikf.scenario import load_scenario
 
+    if (scenario is None) == (from_snapshot is None):
+        raise MinikfError("give a SCENARIO or --from-snapshot ID, one of them", exit_code=2)
+    if from_snapshot:
+        if param:
+            raise MinikfError("--from-snapshot runs with the snapshot's parameters; no --param", 2)
+        from minikf.commands.snapshot import rerun
+
+        rerun(from_snapshot, platform, results, user, restore_dir, metric, tolerance, json_out,
+              quiet)
+        return
+    platform = platform or "local"
     loaded = load_scenario(resolve_scenario(scenario))
     target = get_platform(platform, **cluster_options(platform, kubeconfig, namespace))
     typer.echo(f"Running {loaded.name} on {target.name} ...", err=True)

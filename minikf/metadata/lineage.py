@@ -149,6 +149,7 @@ class Lineage:
     record: RunRecord | None
     db_path: Path
     error: str = ""
+    scenario_text: str = ""
 
     def save(self, run) -> None:
         """Store the run with its final status; a store problem is added to the run's message."""
@@ -160,7 +161,7 @@ class Lineage:
         self.record.metrics = {s.name: m for s in run.steps if (m := _numeric(s.metrics))}
         try:
             with MetadataStore(self.db_path) as store:
-                store.save(self.record)
+                store.save(self.record, self.scenario_text)
         except Exception as exc:  # recording must never turn a passed run into a crash
             run.message = (run.message + f" metadata: not recorded in {self.db_path}: {exc}").strip()
 
@@ -201,4 +202,19 @@ def _collect(run, scenario, lookup, results_dir: Path) -> Lineage:
                                                   Path(results_dir).resolve()])
     except OSError as exc:
         record.message = f"artifacts not fully recorded: {exc}"
-    return Lineage(record, default_db_path())
+    text = _scenario_source(scenario, record)
+    return Lineage(record, default_db_path(), scenario_text=text)
+
+
+def _scenario_source(scenario, record: RunRecord) -> str:
+    """The scenario file's text (what a snapshot keeps as the run's code); '' without a file."""
+    path = getattr(scenario, "path", None)
+    if not path:
+        return ""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError:
+        return ""
+    record.scenario_path = str(Path(path).resolve())
+    record.scenario_sha256 = hashlib.sha256(raw).hexdigest()
+    return raw.decode(errors="replace")

@@ -42,7 +42,10 @@ def show(run: RunRecord) -> str:
     """Which data and parameters (and code, image) made this run's model, and its metrics."""
     out = [f"run {run.run_id}: {run.scenario} on {run.platform}, {run.status}, "
            f"started {run.started}, {run.duration_s:.1f}s",
-           f"  code:    {run.code_version}", f"  image:   {run.image}",
+           f"  code:    {run.code_version}"
+           + (f", scenario {run.scenario_path} (sha256:{run.scenario_sha256[:12]})"
+              if run.scenario_path else ""),
+           f"  image:   {run.image}",
            f"  results: {run.results_dir}"]
     if run.message:
         out.append(f"  message: {run.message}")
@@ -58,11 +61,19 @@ def show(run: RunRecord) -> str:
     out.append("metrics:" if run.metrics else "metrics: none")
     for step, values in run.metrics.items():
         out.append(f"  {step}: " + ", ".join(f"{k}={v:.6g}" for k, v in values.items()))
+    out += _snapshot_lines(run)
     others = [a for a in run.artifacts if a.kind == "artifact"]
     if others:
         out.append(f"other artifacts: {len(others)} files "
                    f"({', '.join(sorted({a.step for a in others}))}; `--json` lists them)")
     return "\n".join(out)
+
+
+def _snapshot_lines(run: RunRecord) -> list[str]:
+    """The snapshots in this run's lineage: taken of it, or the one it re-ran."""
+    words = {"of": "taken of this run", "rerun": "this run re-ran it"}
+    return [f"snapshot {s['snapshot_id']}: {words.get(s['relation'], s['relation'])}, "
+            f"{s['created']} (store {s['store']})" for s in run.snapshots]
 
 
 def _flat_params(run: RunRecord) -> dict[str, Any]:

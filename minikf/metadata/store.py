@@ -19,7 +19,7 @@ from typing import Any
 
 from minikf.runtime.errors import MinikfError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: sources and snapshots (tables added, nothing changed)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
   run_id TEXT PRIMARY KEY, scenario TEXT NOT NULL, platform TEXT NOT NULL, status TEXT NOT NULL,
@@ -41,6 +41,14 @@ CREATE TABLE IF NOT EXISTS metrics (
   run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
   step TEXT NOT NULL, name TEXT NOT NULL, value REAL NOT NULL,
   PRIMARY KEY (run_id, step, name)
+);
+CREATE TABLE IF NOT EXISTS sources (
+  run_id TEXT PRIMARY KEY REFERENCES runs(run_id) ON DELETE CASCADE,
+  scenario_path TEXT NOT NULL, scenario_sha256 TEXT NOT NULL, scenario_text TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+  snapshot_id TEXT NOT NULL, run_id TEXT NOT NULL, relation TEXT NOT NULL,
+  created TEXT NOT NULL, store TEXT NOT NULL, PRIMARY KEY (snapshot_id, run_id, relation)
 );
 """
 
@@ -72,6 +80,9 @@ class RunRecord:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)  # scope -> name -> value
     artifacts: list[Artifact] = field(default_factory=list)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # step -> name -> value
+    scenario_path: str = ""  # the scenario file that ran (its text is kept: scenario_text())
+    scenario_sha256: str = ""
+    snapshots: list[dict] = field(default_factory=list)  # SnapshotLink rows, as dicts
 
 
 def _owner_only(path: Path) -> None:
@@ -125,7 +136,7 @@ class MetadataStore:
         with self.db:
             yield self.db
 
-    def save(self, run: RunRecord) -> None:
+    def save(self, run: RunRecord, scenario_text: str = "") -> None:
         with self._tx() as db:
             db.execute("DELETE FROM runs WHERE run_id = ?", (run.run_id,))
             db.execute(
@@ -142,6 +153,33 @@ class MetadataStore:
             db.executemany("INSERT INTO metrics VALUES (?,?,?,?)", [
                 (run.run_id, step, name, float(value))
                 for step, values in run.metrics.items() for name, value in values.items()])
+            if run.scenario_path:
+                db.execute("INSERT INTO sources VALUES (?,?,?,?)",
+                           (run.run_id, run.scenario_path, run.scenario_sha256, scenario_text))
+
+    def scenario_text(self, run_id: str) -> str:
+        """The scenario file as it was when the run started ('' when not recorded)."""
+        row = self.db.execute("SELECT scenario_text FROM sources WHERE run_id = ?",
+                              (run_id,)).fetchone()
+        return row[0] if row else ""
+
+    def link_snapshot(self, snapshot_id: str, run_id: str, relation: str, created: str,
+                      store: str) -> None:
+        """A snapshot as a node of a run's lineage: `of` (taken of the run) or `rerun` (the run
+        re-ran it)."""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO snapshots VALUES (?,?,?,?,?)",
+                       (snapshot_id, run_id, relation, created, store))
+
+    def snapshot_links(self, run_id: str) -> list[dict]:
+        rows = self.db.execute("SELECT snapshot_id, relation, created, store FROM snapshots "
+                               "WHERE run_id = ? ORDER BY created", (run_id,))
+        return [{"snapshot_id": s, "relation": r, "created": c, "store": st} for s, r, c, st in rows]
+
+    def runs_of_snapshot(self, snapshot_id: str) -> list[tuple[str, str]]:
+        """(run_id, relation) of every run a snapshot is linked to."""
+        return list(self.db.execute("SELECT run_id, relation FROM snapshots WHERE snapshot_id = ? "
+                                    "ORDER BY created", (snapshot_id,)))
 
     def list_runs(self, scenario: str | None = None, limit: int = 20) -> list[RunRecord]:
         sql = "SELECT run_id FROM runs"
@@ -187,4 +225,9 @@ class MetadataStore:
         for step, name, value in self.db.execute(
                 "SELECT step, name, value FROM metrics WHERE run_id = ? ORDER BY rowid", (run_id,)):
             run.metrics.setdefault(step, {})[name] = value
+        source = self.db.execute("SELECT scenario_path, scenario_sha256 FROM sources WHERE run_id = ?",
+                                 (run_id,)).fetchone()
+        if source:
+            run.scenario_path, run.scenario_sha256 = source
+        run.snapshots = self.snapshot_links(run_id)
         return run

@@ -20,7 +20,7 @@ STEP_KINDS = Registry("step kind", "minikf.steps", {
     name: f"minikf.steps.{name}:KIND" for name in (
         "access", "command", "download", "evaluate", "lineage", "notebook", "notebook_server",
         "pipeline", "predict", "preprocess", "profile_api", "profile_run", "profiles", "serve",
-        "service", "train", "tune",
+        "service", "snapshot", "train", "tune",
     )
 })
 

@@ -6,6 +6,7 @@ Layout under MINIKF_HOME (default ~/.minikf), so tests and xdist workers use the
     profiles/<user>/token          the user's API token (0600)
     profiles/<user>/work/          the user's work dir (notebooks run here)
     profiles/<user>/runs/<id>/     the user's runs: results and artifacts
+    profiles/<user>/snapshots/     the user's snapshots (minikf/snapshots: objects, manifests)
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ class Profile(BaseModel):
     @property
     def runs_dir(self) -> Path:
         return self.dir / "runs"
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.dir / "snapshots"
 
     @property
     def token_file(self) -> Path:
