@@ -89,7 +89,9 @@ def _describe(m: dict) -> str:
         out += [f"  run:     {r['run_id']}: {r['scenario']} on {r['platform']}, {r['status']}",
                 f"  code:    {c['code_version']}; scenario {c['scenario_path']} "
                 f"(sha256:{c['scenario_sha256'][:12]})",
-                f"  image:   {m['environment'].get('image', '')}",
+                f"  image:   {m['environment'].get('image', '')}"
+                + "".join(f"; {ref} is {iid[:19] or 'gone'}"
+                          for ref, iid in m["environment"].get("image_ids", {}).items()),
                 "  parameters: " + ", ".join(f"{k}={v}" for k, v in
                                              m["parameters"].get("scenario", {}).items()),
                 f"  inputs:  {', '.join(f'{k} -> {v}' for k, v in m['inputs'].items()) or 'none'}",

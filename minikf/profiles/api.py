@@ -3,6 +3,8 @@
     GET /api/profiles/<user>/runs                         the user's runs
     GET /api/profiles/<user>/runs/<run>                   that run's results.json
     GET /api/profiles/<user>/runs/<run>/artifacts/<path>  a file of that run
+    GET /api/profiles/<user>/snapshots                    the user's snapshots (minikf snapshot)
+    GET /api/profiles/<user>/snapshots/<id>               that snapshot's manifest
 
 Every path needs `Authorization: Bearer <token>`: none -> 401; a token that is no one's, or
 another user's -> 403 (like Kubeflow's per-namespace RBAC). Request lines are logged, never
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import mimetypes
+import re
 import sys
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +38,19 @@ def list_runs(runs_dir: Path) -> list[dict]:
         runs.append({"run": run.name, "run_id": data.get("run_id"), "scenario": data.get("scenario"),
                      "status": data.get("status"), "started": data.get("started")})
     return runs
+
+
+def list_snapshots(snapshots_dir: Path) -> list[dict]:
+    """The manifests in a profile's snapshot store (minikf/snapshots), summarized, newest first."""
+    found = []
+    for path in sorted((snapshots_dir / "manifests").glob("snap-*.json")):
+        try:
+            m = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        found.append({"id": m.get("id"), "kind": m.get("kind"), "created": m.get("created"),
+                      "files": len(m.get("files", [])), "run": m.get("run", {}).get("run_id")})
+    return sorted(found, key=lambda m: m.get("created") or "", reverse=True)
 
 
 class ProfileAPIHandler(BaseHTTPRequestHandler):
@@ -71,7 +87,7 @@ class ProfileAPIHandler(BaseHTTPRequestHandler):
         if caller is None:
             return None
         parts = [unquote(p) for p in urlsplit(self.path).path.strip("/").split("/")]
-        if parts[:2] != ["api", "profiles"] or len(parts) < 4 or parts[3] != "runs":
+        if parts[:2] != ["api", "profiles"] or len(parts) < 4 or parts[3] not in ("runs", "snapshots"):
             self._reply(404, {"error": f"no such path {urlsplit(self.path).path}"})
             return None
         if parts[2] != caller:
@@ -84,6 +100,8 @@ class ProfileAPIHandler(BaseHTTPRequestHandler):
         if parts is None:
             return
         owner = parts[2]
+        if parts[3] == "snapshots":
+            return self._snapshots(owner, parts[4:])
         runs_dir = load_profile(owner, self.home).runs_dir
         if len(parts) == 4:
             return self._reply(200, list_runs(runs_dir))
@@ -95,6 +113,15 @@ class ProfileAPIHandler(BaseHTTPRequestHandler):
         if parts[5] != "artifacts" or len(parts) < 7:
             return self._reply(404, {"error": "expected .../runs/<run>/artifacts/<path>"})
         return self._artifact(run_dir, "/".join(parts[6:]))
+
+    def _snapshots(self, owner: str, rest: list[str]) -> None:
+        store = load_profile(owner, self.home).snapshots_dir
+        if not rest:
+            return self._reply(200, list_snapshots(store))
+        manifest = store / "manifests" / f"{rest[0]}.json"
+        if len(rest) > 1 or not re.fullmatch(r"snap-[0-9a-f]{12}", rest[0]) or not manifest.is_file():
+            return self._reply(404, {"error": f"profile {owner} has no snapshot {'/'.join(rest)!r}"})
+        return self._reply(200, manifest.read_bytes())
 
     def _artifact(self, run_dir: Path, relative: str) -> None:
         target = (run_dir / relative).resolve()

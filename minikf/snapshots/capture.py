@@ -89,6 +89,37 @@ def environment() -> dict:
             "packages": dict(sorted(packages.items()))}
 
 
+def image_ids(platform_info: dict) -> dict[str, str]:
+    """The Docker image id (sha256 of its config) behind each image the platform named, so a
+    later re-run can tell a rebuilt image from the one that ran; '' when it is gone."""
+    refs = {k: v for k, v in platform_info.items() if k.endswith("_image") and isinstance(v, str)}
+    if not refs:
+        return {}
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+    except Exception:  # noqa: BLE001 - no engine here: the tags are what is known
+        return dict.fromkeys(refs.values(), "")
+    found = {}
+    try:
+        for ref in refs.values():
+            try:
+                found[ref] = client.images.get(ref).id
+            except Exception:  # noqa: BLE001 - removed since the run
+                found[ref] = ""
+    finally:
+        client.close()
+    return found
+
+
+def _platform_info(results_dir: Path) -> dict:
+    try:
+        return json.loads((results_dir / "results.json").read_text()).get("platform_info", {})
+    except (OSError, ValueError):
+        return {}
+
+
 def _open_lineage(db: Path | None) -> MetadataStore:
     path = Path(db) if db else default_db_path()
     if not path.exists():
@@ -185,6 +216,7 @@ def _run_manifest(store: SnapshotStore, run: RunRecord, text: str, results_dir: 
     collect.add_bytes(text.encode(), f"scenario/{scenario_file}", "code")
     collect.add_tree(results_dir, "results", _result_role)
     data = {a.name: a.sha256 for a in run.artifacts if a.kind == "dataset"}
+    info = _platform_info(results_dir)
     return {
         "schema": MANIFEST_SCHEMA, "kind": "run", "created": _now(), "owner": owner or "",
         "run": {"run_id": run.run_id, "scenario": run.scenario, "platform": run.platform,
@@ -196,7 +228,8 @@ def _run_manifest(store: SnapshotStore, run: RunRecord, text: str, results_dir: 
         "inputs": {name: f"inputs/{name}" + (f"/{p.name}" if p.is_file() else "")
                    for name, p in inputs.items()},
         "references": named,
-        "environment": {"versions": run.versions, "image": run.image, **environment()},
+        "environment": {"versions": run.versions, "image": run.image, "platform_info": info,
+                        "image_ids": image_ids(info), **environment()},
         "data": data,
         "model": {a.name: a.sha256 for a in run.artifacts if a.kind == "model"},
         "metrics": run.metrics,

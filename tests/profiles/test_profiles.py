@@ -190,6 +190,9 @@ def api(tmp_path):
     (run / "results.json").write_text(json.dumps({"run_id": "r1", "scenario": "s", "status": "passed"}))
     (run / "model" / "model.pt").write_bytes(b"weights")
     (alice.dir / "secret.txt").write_text("outside the run")
+    (alice.snapshots_dir / "manifests").mkdir(parents=True)
+    (alice.snapshots_dir / "manifests" / "snap-0123456789ab.json").write_text(json.dumps(
+        {"id": "snap-0123456789ab", "kind": "run", "created": "t", "files": [], "run": {"run_id": "r1"}}))
     server = make_server(free_port(), home=home)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -202,7 +205,8 @@ def api(tmp_path):
 
 
 PATHS = ["/api/profiles/alice/runs", "/api/profiles/alice/runs/r1",
-         "/api/profiles/alice/runs/r1/artifacts/model/model.pt"]
+         "/api/profiles/alice/runs/r1/artifacts/model/model.pt", "/api/profiles/alice/snapshots",
+         "/api/profiles/alice/snapshots/snap-0123456789ab"]
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -220,6 +224,10 @@ def test_api_serves_the_owner_and_nothing_outside_the_run(api):
     auth = {"Authorization": f"Bearer {alice}"}
     runs = requests.get(url + PATHS[0], headers=auth, timeout=10).json()
     assert [r["run"] for r in runs] == ["r1"]
+    snapshots = requests.get(url + PATHS[3], headers=auth, timeout=10).json()
+    assert [(s["id"], s["run"]) for s in snapshots] == [("snap-0123456789ab", "r1")]
+    for missing in ("snap-ffffffffffff", "snap-0123456789ab/files", "..%2fprofile.yaml"):
+        assert requests.get(f"{url}{PATHS[3]}/{missing}", headers=auth, timeout=10).status_code == 404
     assert requests.get(url + PATHS[2], headers=auth, timeout=10).content == b"weights"
     for escape in ("/api/profiles/alice/runs/r1/artifacts/../../secret.txt",
                    "/api/profiles/alice/runs/r1/artifacts/%2e%2e/%2e%2e/secret.txt",
