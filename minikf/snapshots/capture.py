@@ -53,12 +53,14 @@ class Collector:
         self.new_objects = self.reused_objects = self.new_bytes = 0
 
     def add_tree(self, source: Path, prefix: str, role) -> None:
-        """Every file under `source`, at `prefix/<relative path>`; role(relative) names its role."""
+        """Every file under `source` at `prefix/<relative path>` (a file: at `prefix` itself);
+        role(relative) names its role."""
         source = Path(source)
         for path in files_under(source):
             relative = path.name if source.is_file() else path.relative_to(source).as_posix()
             self._count(stored := self.store.put(path))
-            self.files.append({"path": f"{prefix}/{relative}", "role": role(relative),
+            self.files.append({"path": prefix if source.is_file() else f"{prefix}/{relative}",
+                               "role": role(relative),
                                "sha256": stored.sha256, "size": stored.size,
                                "mode": stat.S_IMODE(path.stat().st_mode)})
 
@@ -204,9 +206,10 @@ def _run_manifest(store: SnapshotStore, run: RunRecord, text: str, results_dir: 
                   owner: str | None) -> dict:
     collect = Collector(store)
     scenario_params = run.params.get("scenario", {})
-    inputs = _local_paths(scenario_params, results_dir)
-    for name, path in inputs.items():
-        collect.add_tree(path, f"inputs/{name}", _input_role)
+    inputs = {name: (path, f"inputs/{name}" + (f"/{path.name}" if path.is_file() else ""))
+              for name, path in _local_paths(scenario_params, results_dir).items()}
+    for path, where in inputs.values():
+        collect.add_tree(path, where, _input_role)
     references = _references(text, Path(run.scenario_path).parent)
     named = {}
     for index, (rel, path) in enumerate(references.items()):
@@ -225,8 +228,7 @@ def _run_manifest(store: SnapshotStore, run: RunRecord, text: str, results_dir: 
                  "scenario_path": run.scenario_path, "scenario_sha256": run.scenario_sha256,
                  "scenario_file": f"scenario/{scenario_file}"},
         "parameters": run.params,
-        "inputs": {name: f"inputs/{name}" + (f"/{p.name}" if p.is_file() else "")
-                   for name, p in inputs.items()},
+        "inputs": {name: where for name, (_, where) in inputs.items()},
         "references": named,
         "environment": {"versions": run.versions, "image": run.image, "platform_info": info,
                         "image_ids": image_ids(info), **environment()},

@@ -18,6 +18,9 @@ def test_pins_are_the_installed_closure_with_extras():
     # kserve asks for uvicorn[standard]: the extra's packages must be in the wheelhouse too
     assert {"uvicorn", "httptools"} <= names
     assert all(p.count("==") == 1 for p in pins)
+    # minikf's own list is the source tree's pyproject.toml, newer than an old editable install's
+    assert any(r.startswith("kubeflow-kale") for r in wheelhouse.source_requirements())
+    assert any(p.startswith("kubeflow-kale==") for p in pins)
 
 
 def test_content_tag_changes_with_every_input_and_only_then():
