@@ -1,6 +1,7 @@
 """Run one of minikf's pipelines on a cluster's Kubeflow Pipelines API with kfp.Client.
 
     python -m minikf.kube.kfp_driver NAME [--root IGNORED] --arguments JSON
+    python -m minikf.kube.kfp_driver --notebook NB [--package-out F] ... (compiled with Kale)
 
 The same command line as minikf.pipelines.run_local (the pipeline step starts either one), and
 the same last line: a JSON object with `output` and `seconds`. The cluster comes from the
@@ -64,11 +65,20 @@ def compile_package(pipeline, path, pull_policy: str = "IfNotPresent"):
     registry, and a `:latest` tag would otherwise mean Always."""
     from pathlib import Path
 
-    import yaml
     from kfp import compiler
 
     path = Path(path)
     compiler.Compiler().compile(pipeline, str(path))
+    return with_pull_policy(path, pull_policy)
+
+
+def with_pull_policy(path, pull_policy: str = "IfNotPresent"):
+    """An IR package with `pull_policy` in its Kubernetes platform spec for every executor."""
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(path)
     docs = list(yaml.safe_load_all(path.read_text()))
     spec, platform = docs[0], (docs[1] if len(docs) > 1 else {}) or {}
     executors = (platform.setdefault("platforms", {}).setdefault("kubernetes", {})
@@ -79,19 +89,40 @@ def compile_package(pipeline, path, pull_policy: str = "IfNotPresent"):
     return path
 
 
+def _package(args, tmp: str):
+    """The package to submit: one of minikf's pipelines, or a notebook Kale compiles (in the
+    cluster each Kale step is a pod of its own, so its /tmp paths are its own)."""
+    import shutil
+
+    from minikf.pipelines.run_local import load_pipeline
+
+    if args.notebook is None:
+        return compile_package(load_pipeline(args.name), os.path.join(tmp, "pipeline.yaml"))
+    from minikf.pipelines.kale import compile_notebook
+
+    package = compile_notebook(args.notebook, os.path.join(tmp, "pipeline.yaml")).package
+    if args.package_out:
+        shutil.copyfile(package, args.package_out)
+    return with_pull_policy(package)
+
+
 def main(argv: list[str] | None = None) -> int:
     from minikf.kube.client import connect
     from minikf.pipelines import PIPELINES
-    from minikf.pipelines.run_local import load_pipeline
     from minikf.runtime.errors import MinikfError
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("name", choices=sorted(PIPELINES))
+    parser.add_argument("name", nargs="?", choices=sorted(PIPELINES))
+    parser.add_argument("--notebook", help="an annotated notebook, compiled with Kale")
+    parser.add_argument("--package-out", help="where the compiled notebook's YAML goes")
     parser.add_argument("--root", default=None, help="ignored: the cluster's pipeline root is used")
     parser.add_argument("--arguments", default="{}", help="pipeline arguments as JSON")
     parser.add_argument("--timeout", type=float,
                         default=float(os.environ.get("MINIKF_PIPELINE_TIMEOUT", "3600")))
     args = parser.parse_args(argv)
+    if (args.name is None) == (args.notebook is None):
+        parser.error("give a pipeline NAME or --notebook NB (one of them)")
+    label = args.name or os.path.splitext(os.path.basename(args.notebook))[0]
     namespace = os.environ.get("MINIKF_NAMESPACE", "default")
     try:
         closer = lambda: None  # noqa: E731
@@ -109,10 +140,10 @@ def main(argv: list[str] | None = None) -> int:
             client._run_api.api_client.set_default_header("kubeflow-userid", os.environ["MINIKF_KFP_USER"])
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="minikf-kfp-") as tmp:
-            package = compile_package(load_pipeline(args.name), os.path.join(tmp, "pipeline.yaml"))
+            package = _package(args, tmp)
             run = client.create_run_from_pipeline_package(
                 str(package), arguments=json.loads(args.arguments),
-                run_name=f"minikf-{args.name}-{secrets.token_hex(3)}", experiment_name="minikf",
+                run_name=f"minikf-{label}-{secrets.token_hex(3)}", experiment_name="minikf",
                 namespace=namespace)
         print(f"submitted run {run.run_id} to {host}", flush=True)
         try:

@@ -117,6 +117,29 @@ def test_the_compiled_pipeline_is_submitted_and_waited_for(tmp_path):
     assert executors == expected
 
 
+def test_a_notebook_is_compiled_with_kale_and_submitted(tmp_path):
+    """Kale's security context and HOME stay in the submitted spec (a pod per step, as Kale
+    expects); the pull policy is added beside them."""
+    from tests.paths import ROOT
+
+    notebook = ROOT / "notebooks" / "fashion-mnist-kale.ipynb"
+    with FakeKfp() as kfp_api:
+        proc = _driver({"MINIKF_KFP_HOST": kfp_api.url, "MINIKF_RUNTIME_IMAGE": "mirror.local/minikf:2",
+                        "HOME": str(tmp_path)}, "--notebook", str(notebook),
+                       "--package-out", str(tmp_path / "nb.yaml"), "--arguments", '{"epochs": 1}')
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (run,) = kfp_api.runs.values()
+    assert run["display_name"].startswith("minikf-fashion-mnist-kale-")
+    assert run["runtime_config"]["parameters"] == {"epochs": 1}
+    spec = run["pipeline_spec"]
+    executors = spec["pipeline_spec"]["deploymentSpec"]["executors"]
+    assert {e["container"]["image"] for e in executors.values()} == {"mirror.local/minikf:2"}
+    platform = spec["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert {(p["imagePullPolicy"], p["securityContext"]["runAsUser"]) for p in platform.values()} == {
+        ("IfNotPresent", "65534")}
+    assert (tmp_path / "nb.yaml").is_file()
+
+
 def test_fashion_mnist_pipeline_uses_the_runtime_image(tmp_path):
     with FakeKfp() as kfp_api:
         proc = _driver({"MINIKF_KFP_HOST": kfp_api.url, "MINIKF_RUNTIME_IMAGE": "mirror.local/minikf:1",
