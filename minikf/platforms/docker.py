@@ -109,9 +109,10 @@ class ContainerHandle:
 class DockerPlatform(Platform):
     name: str = "docker"
     # Only what is implemented and tested on this platform: see tests/platforms/test_docker.py
-    # and e2e/test_docker_journey.py.
+    # and e2e/test_docker_journey.py; `metadata`: the engine's lineage store records docker runs
+    # like any other (the snapshot and metadata scenarios pass here).
     capabilities: frozenset[str] = field(
-        default_factory=lambda: frozenset({"pipelines", "training", "serving"}))
+        default_factory=lambda: frozenset({"pipelines", "training", "serving", "metadata"}))
     runtime_image: str = RUNTIME
     server_image: str = SERVER
 

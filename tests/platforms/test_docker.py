@@ -130,7 +130,7 @@ def test_capabilities_are_what_works_and_other_scenarios_skip(tmp_path):
     from minikf.scenario.schema import load_scenario
 
     platform = _platform()
-    assert platform.capabilities == {"pipelines", "training", "serving"}
+    assert platform.capabilities == {"pipelines", "training", "serving", "metadata"}
     scenario_file = tmp_path / "nb.yaml"
     scenario_file.write_text("name: nb\nrequires: [notebooks]\nsteps:\n"
                              "  - name: s\n    kind: command\n    args: {argv: [true]}\n")
