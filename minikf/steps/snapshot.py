@@ -62,11 +62,12 @@ def run(ctx: StepContext) -> StepOutcome:
                 if original.get(name) != found]
     if _hashes(restored / "results" / "model") != model:
         problems.append("the restored model's files differ from the run's")
-    rerun = last_json_line(_cli(ctx, ["run", "--from-snapshot", snap, *platform, "--results",
-                                      str(top / "rerun"), "--quiet", "--json", "--tolerance",
-                                      str(tolerance)], env, "rerun", ok=(0, 1)))
+    text = _cli(ctx, ["run", "--from-snapshot", snap, *platform, "--results", str(top / "rerun"),
+                      "--quiet", "--json", "--tolerance", str(tolerance)], env, "rerun", ok=(0, 1))
+    rerun = last_json_line(text)
     if not rerun.get("run_passed"):
-        problems.append(f"the re-run did not pass (results: {top / 'rerun'})")
+        why = next((line for line in text.splitlines() if ": failed." in line), "no result")
+        raise StepFailed(f"snapshot: the re-run from {snap} did not pass: {why}")
     shown = json.loads(_cli(ctx, ["runs", "show", "--model", str(top / "rerun" / "model"), "--json"],
                             env, "lineage"))
     linked = [s for s in shown.get("snapshots", []) if s["snapshot_id"] == snap]
