@@ -241,8 +241,18 @@ def check_names(path: Path, nb, roles: list[CellRole], pipeline) -> None:
 
 # -- compiling -------------------------------------------------------------------------------------
 
-def _quiet_kale() -> None:
-    """Kale logs at INFO to stderr; a compile shows only its errors."""
+def _import_kale() -> None:
+    """Import Kale for compiling, leaving the process's logging as it was: Kale's import installs
+    its own LogRecord factory and Logger class process-wide, and logs at INFO to stderr."""
+    factory, logger_class = logging.getLogRecordFactory(), logging.getLoggerClass()
+    try:
+        import kale  # noqa: F401
+    except ImportError as exc:
+        raise MinikfError(f"Kale is not installed here ({exc}): `pip install 'kubeflow-kale>=2.3,<3'` "
+                          "(it needs Python 3.11 or later)", exit_code=2) from None
+    finally:
+        logging.setLogRecordFactory(factory)
+        logging.setLoggerClass(logger_class)
     for name in ("kale", "kale.common"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
@@ -298,15 +308,13 @@ def compile_notebook(path: Path, output: Path, image: str | None = None) -> Comp
     loading it back with kfp and compiling it again to the same spec."""
     path = Path(path)
     nb = read_notebook(path)
+    _import_kale()
     normalize_tags(nb)
     roles = cell_roles(path, nb)
     check_steps(path, roles)
     check_syntax(path, nb, roles)
     if not any(r.role == "step" for r in roles):
         raise NotebookInvalid(path, "", "no cell is tagged step:NAME, so there is no pipeline step")
-    import kale  # noqa: F401 - configures Kale's loggers, which _quiet_kale then turns down
-
-    _quiet_kale()
     processor, pipeline = _process(path, nb, image or runtime_image())
     check_names(path, nb, roles, pipeline)
     from kale.compiler import Compiler

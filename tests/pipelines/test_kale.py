@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import stat
 import subprocess
 import sys
@@ -56,6 +57,9 @@ def test_the_shipped_notebook_compiles_to_ir_that_kfp_loads_and_recompiles(compi
     assert list(yaml.safe_load_all(again.read_text())) == list(yaml.safe_load_all(
         compiled.package.read_text()))
     assert stat.S_IMODE(compiled.package.stat().st_mode) & 0o022 == 0
+    # importing Kale left this process's logging as it was
+    assert logging.getLoggerClass().__name__ != "KaleLogger"
+    assert logging.getLogRecordFactory().__name__ != "CustomLogRecord"
 
 
 def _notebook(tmp_path, change, name="nb.ipynb"):
