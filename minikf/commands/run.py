@@ -50,7 +50,7 @@ def run(
         from minikf.commands.snapshot import rerun
 
         rerun(from_snapshot, platform, results, user, restore_dir, metric, tolerance, json_out,
-              quiet)
+              quiet, cluster=(kubeconfig, namespace))
         return
     platform = platform or "local"
     loaded = load_scenario(resolve_scenario(scenario))

@@ -125,7 +125,7 @@ def restore_cmd(
 
 def rerun(snapshot: str, platform: str | None, results: Path, user: str | None,
           restore_dir: Path | None, metric: str, tolerance: float, json_out: bool,
-          quiet: bool) -> None:
+          quiet: bool, cluster: tuple[str | None, str | None] = (None, None)) -> None:
     """Restore a run snapshot, run its scenario again with the same parameters and data, and
     compare: the data's sha256 and the metrics. Exit 0 when the run passed, the data is the
     same and `metric` is within `tolerance` of the snapshot's."""
@@ -133,6 +133,7 @@ def rerun(snapshot: str, platform: str | None, results: Path, user: str | None,
 
     from minikf.commands.progress import Progress
     from minikf.engine.runner import run_scenario
+    from minikf.kube import cluster_options
     from minikf.metadata import default_db_path
     from minikf.metadata.store import MetadataStore
     from minikf.platforms import get_platform
@@ -145,7 +146,8 @@ def rerun(snapshot: str, platform: str | None, results: Path, user: str | None,
         where = restore_dir or Path(tmp) / "restored"
         manifest = restore(store, snapshot, where)
         plan = plan_rerun(manifest, where)
-        target = get_platform(platform or plan.platform)
+        name = platform or plan.platform
+        target = get_platform(name, **cluster_options(name, *cluster))
         typer.echo(f"Re-running {manifest['id']} ({manifest['run']['scenario']}, run "
                    f"{manifest['run']['run_id']}) on {target.name} ...", err=True)
         try:
