@@ -176,11 +176,6 @@ class MetadataStore:
                                "WHERE run_id = ? ORDER BY created", (run_id,))
         return [{"snapshot_id": s, "relation": r, "created": c, "store": st} for s, r, c, st in rows]
 
-    def runs_of_snapshot(self, snapshot_id: str) -> list[tuple[str, str]]:
-        """(run_id, relation) of every run a snapshot is linked to."""
-        return list(self.db.execute("SELECT run_id, relation FROM snapshots WHERE snapshot_id = ? "
-                                    "ORDER BY created", (snapshot_id,)))
-
     def list_runs(self, scenario: str | None = None, limit: int = 20) -> list[RunRecord]:
         sql = "SELECT run_id FROM runs"
         args: tuple = ()

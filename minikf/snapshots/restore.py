@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 
 from minikf.metadata.store import RunRecord
 from minikf.runtime.errors import MinikfError
-from minikf.runtime.files import write_atomic
+from minikf.runtime.files import write_text
 from minikf.snapshots.store import SnapshotStore
 
 _UNSET = ("${workdir}", "${results}", "<secret>")
@@ -50,8 +50,8 @@ def restore(store: SnapshotStore, ref: str, dest: Path) -> dict:
             target = dest / _safe(entry["path"])
             _private_parents(target.parent, dest)
             store.read_verified(manifest["id"], entry, target)
-        write_atomic(dest / "snapshot.json", json.dumps(manifest, indent=1, sort_keys=True),
-                     mode=0o600)
+        write_text(dest / "snapshot.json", json.dumps(manifest, indent=1, sort_keys=True),
+                   perms=0o600)
     except BaseException:  # a half-restored folder would look like a whole one
         for path in [dest] if created else list(dest.iterdir()):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -87,7 +87,7 @@ def plan_rerun(manifest: dict, restored: Path) -> RerunPlan:
     for rel, named in manifest.get("references", {}).items():
         text = text.replace("${scenario_dir}" + rel, "${scenario_dir}/../" + named)
     scenario = original.with_name(f"{original.stem}.rerun{original.suffix}")
-    write_atomic(scenario, text, mode=0o600)
+    write_text(scenario, text, perms=0o600)
     params = {}
     for name, value in manifest.get("parameters", {}).get("scenario", {}).items():
         if name in manifest.get("inputs", {}):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minikf.runtime.errors import MinikfError
-from minikf.runtime.files import write_atomic
+from minikf.runtime.files import write_bytes, write_text
 
 _ID = re.compile(r"^snap-[0-9a-f]{12}$")
 _CHUNK = 1 << 20
@@ -113,7 +113,7 @@ class SnapshotStore:
         if target.exists() and target.stat().st_size == len(data):
             return Stored(sha, len(data), False)
         _private_dir(target.parent)
-        write_atomic(target, data, mode=0o600)
+        write_bytes(target, data, perms=0o600)
         return Stored(sha, len(data), True)
 
     def read_verified(self, snapshot: str, entry: dict, dest: Path) -> None:
@@ -158,8 +158,8 @@ class SnapshotStore:
         body = json.dumps(manifest, sort_keys=True, indent=1)
         snap_id = "snap-" + hashlib.sha256(body.encode()).hexdigest()[:12]
         self._ensure()
-        write_atomic(self.manifests / f"{snap_id}.json",
-                     json.dumps({**manifest, "id": snap_id}, sort_keys=True, indent=1), mode=0o600)
+        write_text(self.manifests / f"{snap_id}.json",
+                   json.dumps({**manifest, "id": snap_id}, sort_keys=True, indent=1), perms=0o600)
         return snap_id
 
     def resolve(self, ref: str) -> str:

@@ -85,4 +85,8 @@ def run(ctx: StepContext) -> StepOutcome:
     return StepOutcome(metrics=metrics, outputs={"snapshot_id": snap, "store": str(home)})
 
 
-KIND = StepKind("snapshot", run)
+OUTPUTS = ("snapshot_files", "objects_reused", "data_files_restored", "data_same",
+           "data_files_compared", "reproduced", "accuracy_original", "accuracy_rerun", "abs_delta",
+           "lineage_linked", "objects_verified", "snapshot_id", "store")
+
+KIND = StepKind("snapshot", run, outputs=OUTPUTS)
