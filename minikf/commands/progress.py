@@ -7,9 +7,7 @@ import sys
 
 from rich.console import Console
 
-from minikf.results import StepResult
-
-_MARKS = {"passed": "✓", "failed": "✗", "timeout": "✗", "skipped": "-"}
+from minikf.results import Status, StepResult
 
 
 class Progress:
@@ -31,13 +29,13 @@ class Progress:
         if self._status is not None:
             self._status.stop()
             self._status = None
-        mark = _MARKS.get(result.status, "?")
+        mark = Status(result.status).mark
         detail = f" ({result.duration_s:.1f}s)"
         if result.message:
             detail += f": {result.message}"
         line = f" {mark} {name}{detail}"
         if self.live:
-            colour = "green" if result.status == "passed" else "red"
+            colour = {"passed": "green", "interrupted": "yellow"}.get(result.status, "red")
             self.console.print(f"[{colour}]{mark}[/{colour}] {name}{detail}", highlight=False)
         else:
             print(line, file=sys.stderr, flush=True)

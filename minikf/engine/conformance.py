@@ -29,8 +29,9 @@ def summary_text(report: ConformanceReport) -> str:
     for entry in report.scenarios:
         lines.append(f"  {entry.status:8} {entry.scenario:28} {entry.duration_s:7.1f}s"
                      f"  {entry.message}".rstrip())
-    lines += ["", f"passed {report.count(Status.PASSED)}, failed {report.count(Status.FAILED)}, "
-              f"skipped {report.count(Status.SKIPPED)}"]
+    counts = [f"{status} {report.count(status)}" for status in Status
+              if status not in (Status.TIMEOUT, Status.INTERRUPTED) or report.count(status)]
+    lines += ["", ", ".join(counts)]
     return "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ from minikf.runtime import files
 # HTML fragments other tools drop beside a report (e.g. `minikf bench`), included in report.html.
 SECTIONS_DIR = "sections"
 _COLOUR = {Status.PASSED: "#2e7d32", Status.FAILED: "#c62828", Status.TIMEOUT: "#c62828",
-           Status.SKIPPED: "#777"}
+           Status.SKIPPED: "#777", Status.INTERRUPTED: "#ef6c00"}
 
 
 def _extra_sections(results_dir: Path) -> str:

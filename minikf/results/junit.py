@@ -1,4 +1,7 @@
-"""junit.xml: one testsuite per run, one testcase per step, as CI systems render it."""
+"""junit.xml: one testsuite per run, one testcase per step, as CI systems render it.
+
+failed -> <failure>; timeout and interrupted -> <error> (type "timeout" / "interrupted"), as
+JUnit readers count a test that could not finish; skipped -> <skipped>."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ def write_junit(result: RunResult, path: Path) -> None:
     counts = {s: sum(1 for st in result.steps if st.status is s) for s in Status}
     suite = ET.Element(
         "testsuite", name=result.scenario, tests=str(len(result.steps)),
-        failures=str(counts[Status.FAILED]), errors=str(counts[Status.TIMEOUT]),
+        failures=str(counts[Status.FAILED]), errors=str(counts[Status.TIMEOUT] + counts[Status.INTERRUPTED]),
         skipped=str(counts[Status.SKIPPED]), time=f"{result.duration_s:.3f}",
     )
     for step in result.steps:
@@ -23,8 +26,9 @@ def write_junit(result: RunResult, path: Path) -> None:
         )
         if step.status is Status.FAILED:
             ET.SubElement(case, "failure", message=step.message).text = step.message
-        elif step.status is Status.TIMEOUT:
-            ET.SubElement(case, "error", message=step.message, type="timeout").text = step.message
+        elif step.status in (Status.TIMEOUT, Status.INTERRUPTED):
+            ET.SubElement(case, "error", message=step.message,
+                          type=step.status.value).text = step.message
         elif step.status is Status.SKIPPED:
             ET.SubElement(case, "skipped", message=step.message)
         if step.log:

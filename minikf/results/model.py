@@ -14,7 +14,7 @@ from enum import Enum
 
 # The layout of results.json and of a bundle's summary.json. A new field that old readers can
 # ignore keeps the major number; a renamed or removed one bumps it.
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: the status `interrupted`
 
 
 class Status(str, Enum):
@@ -24,6 +24,9 @@ class Status(str, Enum):
     FAILED = "failed"
     SKIPPED = "skipped"
     TIMEOUT = "timeout"
+    INTERRUPTED = "interrupted"
+    """Stopped from outside before it could finish (Ctrl-C, SIGTERM, its minikf process
+    killed): no verdict on what it tests, but not a pass either."""
 
     def __str__(self) -> str:
         return self.value
@@ -34,17 +37,25 @@ class Status(str, Enum):
         return self in (Status.FAILED, Status.TIMEOUT)
 
     @property
+    def ok(self) -> bool:
+        """Nothing wrong at this level: passed, or skipped with a reason."""
+        return self in (Status.PASSED, Status.SKIPPED)
+
+    @property
     def mark(self) -> str:
-        """kind's progress mark: ✓ passed, ✗ failed or timed out, - skipped."""
-        return {Status.PASSED: "✓", Status.SKIPPED: "-"}.get(self, "✗")
+        """kind's progress mark: ✓ passed, ✗ failed or timed out, ! interrupted, - skipped."""
+        return {Status.PASSED: "✓", Status.SKIPPED: "-", Status.INTERRUPTED: "!"}.get(self, "✗")
 
 
 def aggregate(statuses: Iterable[Status | str]) -> Status:
-    """The one rule for every level: failed if any part failed or timed out, skipped if every
-    part was skipped (or there were none), passed otherwise."""
+    """The one rule for every level: failed if any part failed or timed out (a failure seen is
+    reported even when the rest was cut short); else interrupted if any part was; skipped if
+    every part was skipped (or there were none); passed otherwise."""
     found = [Status(s) for s in statuses]
     if any(s.failed for s in found):
         return Status.FAILED
+    if Status.INTERRUPTED in found:
+        return Status.INTERRUPTED
     if all(s is Status.SKIPPED for s in found):
         return Status.SKIPPED
     return Status.PASSED
@@ -140,4 +151,4 @@ class ConformanceReport:
 
     @property
     def ok(self) -> bool:
-        return not self.status.failed
+        return self.status.ok

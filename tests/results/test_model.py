@@ -7,7 +7,15 @@ import json
 import jsonschema
 import pytest
 
-from minikf.results import SCHEMA_VERSION, ConformanceReport, RunResult, Status, StepResult, aggregate
+from minikf.results import (
+    SCHEMA_VERSION,
+    ConformanceEntry,
+    ConformanceReport,
+    RunResult,
+    Status,
+    StepResult,
+    aggregate,
+)
 from minikf.results.jsonfile import load_json, to_json, write_json
 from minikf.results.schema import render, schema_path
 from minikf.runtime.errors import MinikfError
@@ -19,6 +27,8 @@ from minikf.runtime.errors import MinikfError
     (["passed", "skipped"], Status.PASSED),
     (["passed", "timeout", "skipped"], Status.FAILED),
     (["failed", "passed"], Status.FAILED),
+    (["passed", "interrupted", "skipped"], Status.INTERRUPTED),
+    (["interrupted", "failed"], Status.FAILED),  # a failure seen is not hidden by a cut
 ])
 def test_one_rule_for_every_level(parts, whole):
     assert aggregate(parts) is whole
@@ -68,3 +78,27 @@ def test_a_newer_major_layout_is_refused_with_both_versions(tmp_path):
                                 "schema_version": "9.0"}))
     with pytest.raises(MinikfError, match=r"results schema 9.0 is newer than this minikf reads \(1\."):
         load_json(path)
+
+
+def test_an_interrupted_step_is_a_junit_error_and_no_pass(tmp_path):
+    """JUnit readers count a test that could not finish as an error (type says why); an
+    interrupted run or bundle is not ok."""
+    from xml.etree import ElementTree as ET
+
+    from minikf.results import write_all
+
+    steps = [StepResult("a", "command", "passed"),
+             StepResult("b", "train", "interrupted", message="interrupted by SIGTERM after 2.0s"),
+             StepResult("c", "serve", "skipped", message="interrupted")]
+    run = RunResult("r", "s", "local", aggregate(s.status for s in steps), steps=steps)
+    assert run.status is Status.INTERRUPTED and not run.ok and steps[1].status.mark == "!"
+    write_all(run, tmp_path)
+    suite = ET.parse(tmp_path / "junit.xml").getroot().find("testsuite")
+    assert (suite.get("errors"), suite.get("failures"), suite.get("skipped")) == ("1", "0", "1")
+    error = suite.findall("testcase")[1].find("error")
+    assert error.get("type") == "interrupted" and "SIGTERM" in error.get("message")
+    assert ">interrupted</span>" in (tmp_path / "report.html").read_text()
+    report = ConformanceReport("local", "now")
+    report.scenarios = [ConformanceEntry.of(run)]
+    assert report.status is Status.INTERRUPTED and not report.ok
+    assert SCHEMA_VERSION == "1.1"
