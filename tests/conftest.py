@@ -26,3 +26,10 @@ def _lineage_store_in_tmp(tmp_path_factory, monkeypatch):
     """Runs made by tests record lineage in a throwaway store, not the user's ~/.minikf."""
     if "MINIKF_METADATA_DB" not in os.environ:
         monkeypatch.setenv("MINIKF_METADATA_DB", str(tmp_path_factory.getbasetemp() / "metadata.db"))
+
+
+@pytest.fixture(autouse=True)
+def _minikf_home_in_tmp(tmp_path_factory, monkeypatch):
+    """Live-run records (and the reapers' log) of runs made by tests go to a throwaway home."""
+    if "MINIKF_HOME" not in os.environ:
+        monkeypatch.setenv("MINIKF_HOME", str(tmp_path_factory.getbasetemp() / "minikf-home"))

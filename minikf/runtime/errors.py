@@ -7,6 +7,8 @@ so callers can catch just what they handle.
 
 from __future__ import annotations
 
+import signal
+
 
 class MinikfError(Exception):
     """An error with a user-facing message and the exit code the CLI returns."""
@@ -38,3 +40,22 @@ class NotReady(MinikfError):
 class WriteFailed(MinikfError):
     """A file minikf keeps could not be written (a full disk, a read-only folder); the message
     names the file and the reason, and the earlier file, if any, is still whole."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by a signal (Ctrl-C, SIGTERM, SIGHUP) after it cleaned up. A
+    KeyboardInterrupt, so that no `except Exception` on the way swallows it; the CLI exits with
+    128 + the signal's number, as a shell reports a process ended by that signal."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        self.signum = int(signum)
+        self.name = signal.Signals(self.signum).name
+        super().__init__(self.message)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    @property
+    def message(self) -> str:
+        return f"interrupted by {self.name}: everything the run started was stopped"
