@@ -36,6 +36,7 @@ def launch_workers(platform: Platform, request: TrainRequest,
     argv = worker_argv(request.data_dir, request.out, request.epochs, request.batch_size,
                        request.lr, export_onnx=request.export_onnx)
     port = free_port()
+    resources.note_port(port)
     procs = []
     for rank in range(request.workers):
         log = worker_log(request, rank)
@@ -56,7 +57,9 @@ def watch_workers(procs: list[tuple[int, Path, ProcessHandle]]) -> None:
             if code != 0:
                 for _, _, other in procs:  # only this job's workers, not the run's servers
                     stop_handle(other)
-                raise StepFailed(f"worker {rank} exited with {describe_exit(code)} (see {log})")
+                lost = getattr(proc, "lost", "")  # a warm fork whose parent died: code unknown
+                how = lost or f"exited with {describe_exit(code)}"
+                raise StepFailed(f"worker {rank} {how} (see {log})")
         time.sleep(0.05)
 
 

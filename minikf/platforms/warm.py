@@ -45,7 +45,9 @@ from pathlib import Path
 
 import psutil
 
+from minikf.platforms.jobs import describe_exit
 from minikf.runtime.errors import MinikfError
+from minikf.runtime.lifeline import die_with_parent
 
 WARM_NOTE = "minikf: warm start, forked after the imports (minikf/platforms/warm.py)\n"
 READY_TIMEOUT_S = 300.0  # how long a launch waits for its warm parent to finish importing
@@ -111,11 +113,13 @@ def _become(module: str, request: WarmRequest, warm_log: Path) -> int:
 
 
 def _fork(module: str, request: WarmRequest, warm_log: Path) -> int:
+    parent = os.getpid()
     pid = os.fork()
     if pid:
         return pid
     code = 1
     try:
+        die_with_parent(parent)  # a warm parent that is killed takes its children with it
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the module's own, not the warm parent's
         code = _become(module, request, warm_log)
         atexit._run_exitfuncs()  # what a normal interpreter exit would run
@@ -197,6 +201,15 @@ class Forked:
         if self.returncode is None:
             self.returncode = self.parent.exit_code(self.pid)
         return self.returncode
+
+    @property
+    def lost(self) -> str:
+        """Why the exit code is unknown ('' when it is known): its warm parent died first."""
+        if self.returncode != UNKNOWN_EXIT or self.pid in self.parent.codes:
+            return ""
+        code = self.parent.proc.poll()
+        how = f", {describe_exit(code)}" if code is not None else ""
+        return f"its warm parent (pid {self.parent.proc.pid}{how}) died and took it along"
 
     def wait(self, timeout: float | None = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout

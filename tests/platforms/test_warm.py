@@ -93,6 +93,26 @@ def test_a_forked_process_shows_its_own_command_and_is_stopped_by_cleanup(demo, 
     assert not psutil.pid_exists(proc.pid) and not psutil.pid_exists(parent_pid)
 
 
+def test_a_warm_parent_killed_takes_its_children_along(demo, tmp_path):
+    """kill -9 of a warm parent: what it forked goes too (PDEATHSIG), and the handle says why
+    its exit code is unknown instead of waiting for an orphan to finish."""
+    platform, resources = LocalPlatform(), RunResources()
+    platform.prewarm(demo, resources, tmp_path / "warm")
+    parent = resources.processes[0]
+    proc = platform.launch(_argv(demo, "sleep"), {}, tmp_path / "s.log", resources)
+    try:
+        assert proc.poll() is None
+        parent.kill()
+        assert proc.wait(timeout=10) == 255
+        assert proc.lost == f"its warm parent (pid {parent.pid}, signal SIGKILL) died and took it along"
+        try:  # gone, or a zombie its new parent has yet to reap
+            assert psutil.Process(proc.pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            pass
+    finally:
+        assert resources.cleanup() == []
+
+
 def test_a_parent_that_fails_to_import_leaves_the_launch_to_a_cold_start(tmp_path, demo):
     platform, resources = LocalPlatform(), RunResources()
     try:
