@@ -1,4 +1,4 @@
-"""`minikf images build / list` and `minikf clean`: the docker platform's images and leftovers."""
+"""`minikf images build / list / prune`: the docker platform's images."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ app = typer.Typer(no_args_is_help=True, help="Container images for the docker pl
 
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="images")
-    root.command("clean")(clean_cmd)
 
 
 @app.command("build")
@@ -57,24 +56,3 @@ def prune_cmd() -> None:
     for line in kept:
         typer.echo(f"kept {line}")
     typer.echo(f"{len(removed)} image(s) removed")
-
-
-def clean_cmd(
-    run: str | None = typer.Option(None, help="only this run id (default: every run's leftovers)"),
-) -> None:
-    """Remove containers, networks and volumes that crashed runs left (label minikf.run)."""
-    from minikf.images import engine
-    from minikf.platforms.docker import leftovers, remove_labelled
-    from minikf.runtime.errors import MinikfError
-
-    cli = engine.client()
-    try:
-        found = leftovers(cli, run)
-        problems = remove_labelled(cli, run)
-    finally:
-        cli.close()
-    for line in found:
-        typer.echo(f"removed {line}")
-    if problems:
-        raise MinikfError("; ".join(problems))
-    typer.echo(f"{len(found)} leftover(s) removed" if found else "nothing to clean")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import typer
@@ -39,7 +40,7 @@ def run(
     from minikf.engine.runner import run_scenario
     from minikf.kube import cluster_options
     from minikf.platforms import get_platform
-    from minikf.runtime.errors import MinikfError
+    from minikf.runtime.errors import Interrupted, MinikfError
     from minikf.scenario import load_scenario
 
     if (scenario is None) == (from_snapshot is None):
@@ -58,9 +59,10 @@ def run(
     typer.echo(f"Running {loaded.name} on {target.name} ...", err=True)
     try:
         result = run_scenario(loaded, target, results, parse_params(param), Progress(quiet))
-    except KeyboardInterrupt:
-        typer.echo("interrupted: everything the run started was stopped", err=True)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:  # Interrupted: the run stopped what it started
+        stopped = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+        typer.echo(stopped.message, err=True)
+        raise typer.Exit(stopped.exit_code) from None
     finally:
         target.close()
     typer.echo(f"{loaded.name}: {result.status}. {result.message}".rstrip(), err=True)

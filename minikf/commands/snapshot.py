@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import typer
@@ -153,9 +154,12 @@ def rerun(snapshot: str, platform: str | None, results: Path, user: str | None,
         try:
             result = run_scenario(load_scenario(plan.scenario), target, results, plan.params,
                                   Progress(quiet))
-        except KeyboardInterrupt:
-            typer.echo("interrupted: everything the run started was stopped", err=True)
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:  # Interrupted: the run stopped what it started
+            from minikf.runtime.errors import Interrupted
+
+            stopped = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+            typer.echo(stopped.message, err=True)
+            raise typer.Exit(stopped.exit_code) from None
         finally:
             target.close()
     with MetadataStore(default_db_path()) as lineage:

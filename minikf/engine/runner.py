@@ -10,17 +10,19 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from minikf.engine import checks
+from minikf.engine import checks, reaper
 from minikf.engine.checks import step_kind
 from minikf.metadata import lineage
 from minikf.platforms.base import Platform
 from minikf.results import RunResult, Status, StepResult, aggregate, versions, write_all
 from minikf.runtime import files
-from minikf.runtime.errors import MinikfError, WriteFailed
+from minikf.runtime.errors import Interrupted, MinikfError, WriteFailed
+from minikf.runtime.liverun import LiveRun
 from minikf.runtime.ports import free_port
 from minikf.runtime.processes import RunResources
 from minikf.scenario.schema import Scenario, Step
@@ -30,31 +32,38 @@ from minikf.steps.base import StepContext, StepOutcome
 ProgressHook = Callable[[str, StepResult | None], None]
 
 
-class _Interrupted(BaseException):
-    """SIGTERM, turned into the same path as Ctrl-C."""
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # what stops a run, cleaned up
 
 
 @contextmanager
-def _sigterm_as_interrupt():
+def _signals(interrupt: bool):
+    """In the main thread: with `interrupt`, each of SIGNALS raises Interrupted (Ctrl-C, a CI's
+    SIGTERM, a closed terminal's SIGHUP all take the same path); without, they are ignored,
+    so that a second Ctrl-C cannot cut the cleanup short (kill -9 still can: the reaper then
+    finishes it)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def _raise(signum, frame):
-        raise _Interrupted()
+        raise Interrupted(signum)
 
-    previous = signal.signal(signal.SIGTERM, _raise)
+    handler = _raise if interrupt else signal.SIG_IGN
+    previous = {sig: signal.signal(sig, handler) for sig in SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, before in previous.items():
+            signal.signal(sig, before)
 
 
 class _Lookup:
     """Resolves `${...}` references against params, earlier outputs, ports and the work dir."""
 
-    def __init__(self, params: dict, workdir: Path, scenario_dir: Path) -> None:
+    def __init__(self, params: dict, workdir: Path, scenario_dir: Path,
+                 note_port: Callable[[int], None] = lambda port: None) -> None:
         self.params = params
+        self.note_port = note_port
         self.workdir = workdir
         self.scenario_dir = scenario_dir
         self.outputs: dict[str, dict] = {}
@@ -70,7 +79,10 @@ class _Lookup:
         if head == "params" and rest in self.params:
             return self.params[rest]
         if head == "ports" and rest:
-            return self.ports.setdefault(rest, free_port())
+            if rest not in self.ports:
+                self.ports[rest] = free_port()
+                self.note_port(self.ports[rest])
+            return self.ports[rest]
         if head == "secrets" and rest:
             # A random token per run and name; never written into results.
             return self.secrets.setdefault(rest, secrets.token_urlsafe(24))
@@ -198,48 +210,99 @@ def run_scenario(
         return run
 
     resources = RunResources(run_id=run.run_id)
-    workdir = resources.add_temp_dir(Path(tempfile.mkdtemp(prefix=f"minikf-{run.run_id}-")))
-    base = {"workdir": workdir, "resources": resources, "platform": platform,
-            "logs": results_dir / "logs", "results": results_dir, "progress": progress}
-    scenario_dir = scenario.path.parent.resolve() if scenario.path else Path.cwd()
-    lookup = _Lookup(merged, workdir, scenario_dir)
-    lookup.params = {k: render(v, lookup) for k, v in merged.items()}
-    if keep_workdir:
-        resources.temp_dirs.remove(workdir)
-    started = time.monotonic()
-    interrupted = False
+    resources.record = LiveRun.create(
+        run.run_id, started=run.started, scenario=scenario.name, platform=platform.name,
+        progress={"results_dir": str(results_dir.resolve()),
+                  "pending": [[s.name, s.kind] for s in scenario.steps]})
+    watch = reaper.watch(resources.record)
     try:
-        with _sigterm_as_interrupt():
+        workdir = resources.add_temp_dir(Path(tempfile.mkdtemp(prefix=f"minikf-{run.run_id}-")))
+        base = {"workdir": workdir, "resources": resources, "platform": platform,
+                "logs": results_dir / "logs", "results": results_dir, "progress": progress}
+        scenario_dir = scenario.path.parent.resolve() if scenario.path else Path.cwd()
+        lookup = _Lookup(merged, workdir, scenario_dir, resources.note_port)
+        lookup.params = {k: render(v, lookup) for k, v in merged.items()}
+        if keep_workdir:
+            resources.keep_temp_dir(workdir)
+    except BaseException:  # nothing ran yet: undo the setup, leave no record behind
+        resources.cleanup()
+        resources.record.remove()
+        watch.release()
+        raise
+    started = time.monotonic()
+    interrupted: Interrupted | None = None
+    current: tuple[Step, StepResult, float] | None = None  # the step running, since when
+    try:
+        with _signals(interrupt=True):
             _prewarm(scenario, base)
             for step in scenario.steps:
+                current = (step, _starting(step, run, resources), time.monotonic())
                 progress(step.name, None)
                 result = _run_step(step, lookup, base)
+                current = None
                 run.steps.append(result)
                 progress(step.name, result)
                 if result.status is not Status.PASSED:
                     break
-    except (KeyboardInterrupt, _Interrupted):
-        interrupted = True
+    except KeyboardInterrupt as exc:  # Interrupted, or Ctrl-C before our handler was in place
+        interrupted = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
     finally:
-        recorded = lineage.collect(run, scenario, lookup, results_dir)  # before files go
-        problems = resources.cleanup()
-        done = {s.name for s in run.steps}
-        for step in scenario.steps:
-            if step.name not in done:
-                reason = "interrupted" if interrupted else "not run: an earlier step failed"
-                run.steps.append(StepResult(step.name, step.kind, Status.SKIPPED, message=reason))
-        run.duration_s = round(time.monotonic() - started, 3)
-        failed = [s for s in run.steps if s.status.failed]
-        run.status = Status.FAILED if interrupted else aggregate(s.status for s in run.steps)
-        if interrupted:
-            run.message = "interrupted; everything it started was stopped"
-        elif failed:
-            run.message = f"step {failed[0].name}: {failed[0].message}"
-        if problems:
-            run.message = (run.message + " cleanup: " + "; ".join(problems)).strip()
-        if recorded:
-            recorded.save(run)
-        _save(run, results_dir)
-    if interrupted:
-        raise KeyboardInterrupt
+        with _signals(interrupt=False):
+            if interrupted is not None and current is not None:
+                cut = _interrupted_step(*current, interrupted)
+                run.steps.append(cut)
+                progress(cut.name, cut)
+            _finish(run, scenario, lookup, resources, results_dir, started, interrupted, watch)
+    if interrupted is not None:
+        raise interrupted
     return run
+
+
+def _starting(step: Step, run: RunResult, resources: RunResources) -> StepResult:
+    """The step's result should it be interrupted; written into the live record with the
+    results so far, for a reaper that has to finish the run."""
+    result = StepResult(step.name, step.kind, Status.INTERRUPTED,
+                        started=datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
+    so_far = asdict(run)
+    resources.update_record(lambda record: record.progress.update(
+        run=so_far, current=step.name, current_started=result.started))
+    return result
+
+
+def _interrupted_step(step: Step, result: StepResult, since: float,
+                      why: Interrupted) -> StepResult:
+    result.duration_s = round(time.monotonic() - since, 3)
+    result.message = (f"interrupted by {why.name} after {result.duration_s:.1f}s; "
+                      f"everything it started was stopped")
+    return result
+
+
+def _finish(run: RunResult, scenario: Scenario, lookup: _Lookup, resources: RunResources,
+            results_dir: Path, started: float, interrupted: Interrupted | None,
+            watch: reaper.Watch) -> None:
+    """Clean up, write the results, then let go of the live record and the reaper."""
+    recorded = lineage.collect(run, scenario, lookup, results_dir)  # before files go
+    problems = resources.cleanup()
+    done = {s.name for s in run.steps}
+    for step in scenario.steps:
+        if step.name not in done:
+            reason = "interrupted" if interrupted else "not run: an earlier step failed"
+            run.steps.append(StepResult(step.name, step.kind, Status.SKIPPED, message=reason))
+    run.duration_s = round(time.monotonic() - started, 3)
+    failed = [s for s in run.steps if s.status.failed]
+    run.status = aggregate(s.status for s in run.steps)
+    if interrupted is not None:
+        run.message = interrupted.message
+    elif failed:
+        run.message = f"step {failed[0].name}: {failed[0].message}"
+    if problems:
+        run.message = (run.message + " cleanup: " + "; ".join(problems)).strip()
+    if recorded:
+        recorded.save(run)
+    resources.update_record(lambda record: record.progress.update(done=True))
+    try:
+        _save(run, results_dir)
+    finally:
+        if not problems:  # else it stays, for `minikf clean` to try again
+            resources.record.remove()
+        watch.release()

@@ -6,7 +6,6 @@ inserted after it. The kernel runs in `cwd` with private Jupyter/IPython dirs un
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from traitlets import List, Unicode
 
 from minikf.profiles.store import private_dir, write_private
 from minikf.runtime.errors import MinikfError
+from minikf.runtime.lifeline import with_run_id
 from minikf.runtime.processes import kill_tree
 
 
@@ -30,9 +30,11 @@ def inject_parameters(nb: nbformat.NotebookNode, params: dict) -> None:
     nb.cells.insert(tagged[0] + 1 if tagged else 0, cell)
 
 
-def kernel_env(cwd: Path) -> dict[str, str]:
+def kernel_env(cwd: Path, run_id: str = "") -> dict[str, str]:
+    """The kernel's environment: private Jupyter dirs, and the run's marker (lifeline.py), by
+    which a reaper finds the kernel, which runs in a session of its own, if minikf is killed."""
     private = private_dir(cwd / ".jupyter")
-    return {**os.environ, "JUPYTER_RUNTIME_DIR": str(private_dir(private / "runtime")),
+    return {**with_run_id(None, run_id), "JUPYTER_RUNTIME_DIR": str(private_dir(private / "runtime")),
             "IPYTHONDIR": str(private_dir(private / "ipython"))}
 
 
@@ -51,7 +53,8 @@ class _PrefixedSpecs(KernelSpecManager):
 
 
 def execute_notebook(path: Path, params: dict, cwd: Path, output: Path, timeout: float,
-                     on_client=None, kernel_prefix: list[str] | None = None) -> nbformat.NotebookNode:
+                     on_client=None, kernel_prefix: list[str] | None = None,
+                     run_id: str = "") -> nbformat.NotebookNode:
     """Run every cell; write the executed notebook to `output` (0600) even when a cell fails.
 
     `kernel_prefix` goes in front of the kernel's command (e.g. a profile's quota wrapper)."""
@@ -71,7 +74,7 @@ def execute_notebook(path: Path, params: dict, cwd: Path, output: Path, timeout:
     if on_client is not None:
         on_client(client)  # lets the caller shut the kernel down on timeout or Ctrl-C
     try:
-        client.execute(cwd=str(cwd), env=kernel_env(cwd))
+        client.execute(cwd=str(cwd), env=kernel_env(cwd, run_id))
     except CellExecutionError as exc:
         failed = next((i for i, c in enumerate(nb.cells) if any(
             o.get("output_type") == "error" for o in c.get("outputs", []))), None)

@@ -25,7 +25,8 @@ def run(ctx: StepContext) -> StepOutcome:
         execute_notebook(path, params, cwd, executed, ctx.timeout + 60,
                          on_client=lambda c: ctx.resources.on_cleanup(lambda: stop_kernel(c)),
                          # as a user (minikf profiles run): the kernel runs under the user's quota too
-                         kernel_prefix=ctx.platform.quota_argv([]))
+                         kernel_prefix=ctx.platform.quota_argv([]),
+                         run_id=ctx.resources.run_id)
     except MinikfError as exc:
         raise StepFailed(f"step {ctx.name!r}: {exc.message} (executed notebook: {executed})") from None
     metrics_file = Path(params["out_dir"]) / "metrics.json"

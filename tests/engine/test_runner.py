@@ -9,6 +9,8 @@ import sys
 import time
 from xml.etree import ElementTree as ET
 
+import pytest
+
 from minikf.engine.runner import run_scenario
 from minikf.scenario import load_scenario
 
@@ -133,7 +135,8 @@ steps:
     assert (out / "report.html").read_text().count("<tr>") == 4
 
 
-def test_sigint_leaves_no_process_or_port(write_scenario, tmp_path):
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_leaves_no_process_or_port(write_scenario, tmp_path, sig, code):
     pidfile = tmp_path / "grandchild.pid"
     path = write_scenario(f"""name: interrupt
 steps:
@@ -161,14 +164,18 @@ steps:
     time.sleep(0.3)
     port = json.loads((out / "logs" / "port.log").read_text().strip().splitlines()[-1])["p"]
     assert listening(port)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (f"interrupted by {sig.name}: everything the run "
+                                            f"started was stopped")
+    assert " ! hang (" in err  # the step's own line says it was cut
     assert not alive(int(pidfile.read_text()))
     assert not listening(port)
     data = json.loads((out / "results.json").read_text())
-    assert data["status"] == "failed" and "interrupted" in data["message"]
+    assert data["status"] == "interrupted" and f"interrupted by {sig.name}" in data["message"]
+    assert [s["status"] for s in data["steps"]] == ["passed", "passed", "interrupted"]
 
 
 def test_a_platform_error_is_the_steps_message(write_scenario, tmp_path):
