@@ -6,9 +6,13 @@ import os
 from pathlib import Path
 
 from minikf.runtime.errors import MinikfError
+from minikf.runtime.liverun import is_running, started_at
 
 RUN_LABEL = "minikf.run"  # every container/network/volume a run creates carries it
 OWNER_LABEL = "minikf"  # every image and container minikf creates carries minikf=1
+# "pid:start time" of the minikf process that started a run's container: `minikf clean` leaves
+# a container alone while that process lives (its run is not over), whatever home it runs from.
+PROCESS_LABEL = "minikf.process"
 
 _SOCKET = Path("/var/run/docker.sock")
 
@@ -48,3 +52,17 @@ def available() -> str | None:
     except MinikfError as exc:
         return exc.message
     return None
+
+
+def this_process() -> str:
+    """This process as PROCESS_LABEL records it."""
+    return f"{os.getpid()}:{started_at(os.getpid()) or 0:.3f}"
+
+
+def process_alive(label: str | None) -> bool:
+    """The process a PROCESS_LABEL names still runs (same pid, same start time)."""
+    try:
+        pid, started = (label or "").split(":")
+        return is_running(int(pid), float(started))
+    except ValueError:
+        return False

@@ -20,5 +20,6 @@ def kfp_docker_runner(arguments: dict):
     paths = [p for v in arguments.values() if isinstance(v, str) for p in host_paths([v])]
     run_id = os.environ.get("MINIKF_RUN_ID", "")
     return local.DockerRunner(
-        labels={engine.RUN_LABEL: run_id, engine.OWNER_LABEL: "1"}, network_mode="host",
+        labels={engine.RUN_LABEL: run_id, engine.OWNER_LABEL: "1",
+                engine.PROCESS_LABEL: engine.this_process()}, network_mode="host",
         user=f"{os.getuid()}:{os.getgid()}", mounts=mounts_for(paths, read_only=True), init=True)

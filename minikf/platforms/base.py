@@ -17,7 +17,9 @@ The hooks, in the order a journey meets them:
   metrics.jsonl in `request.out`; by default N `launch`ed worker processes (jobs.py);
 - `serve_model(request, resources, status)`: a served model's local URL; by default the model
   server `launch`ed and polled until ready;
-- `close()`: release connections when the platform is done with.
+- `close()`: release connections when the platform is done with;
+- `reap(details)` (a classmethod): remove what a killed run left (containers, cluster objects),
+  from what the run noted in its live record.
 Hooks raise StepFailed or another MinikfError with the message the user sees.
 """
 
@@ -118,3 +120,11 @@ class Platform:
 
     def close(self) -> None:
         """Release what the platform holds (connections); by default nothing."""
+
+    @classmethod
+    def reap(cls, details: dict) -> list[str]:
+        """Remove what a run that was killed left on this platform beyond this host's processes
+        (containers, cluster objects): `details` is what the run noted with
+        `RunResources.note_leftovers`. One line per thing removed, `could not ...` for what
+        failed. Called by the run's reaper and by `minikf clean`; by default nothing."""
+        return []

@@ -165,12 +165,29 @@ class DockerPlatform(Platform):
         self._checked = True
 
     def _track(self, resources, run_id: str) -> None:
-        """Once per run: remove all of the run's containers and networks at its cleanup."""
+        """Once per run: remove all of the run's containers and networks at its cleanup, and
+        write them into the run's record (a reaper removes them if the run is killed)."""
         with self._lock:
             if run_id in self._cleaned:
                 return
             self._cleaned.add(run_id)
         resources.on_cleanup(lambda: _raise_problems(remove_labelled(self._client, run_id)))
+        if hasattr(resources, "note_leftovers"):
+            resources.note_leftovers(self.name, {"run_id": run_id})
+
+    @classmethod
+    def reap(cls, details: dict) -> list[str]:
+        """A killed run's containers, networks and volumes (label minikf.run=<run id>)."""
+        run_id = details.get("run_id")
+        if not run_id:
+            return []
+        client = engine.client()
+        try:
+            found = leftovers(client, run_id)
+            problems = remove_labelled(client, run_id)
+        finally:
+            client.close()
+        return [f"removed {line}" for line in found] + problems  # problems: "could not ..."
 
     def launch(self, argv: list[str], env: dict[str, str], log_path: Path,
                resources: RunResources) -> ContainerHandle:
@@ -187,7 +204,8 @@ class DockerPlatform(Platform):
         container = self._client.containers.run(
             image, command, detach=True, environment=dict(env), network_mode="host",
             mounts=mounts_for(host_paths(command)), user=f"{os.getuid()}:{os.getgid()}",
-            labels={engine.RUN_LABEL: run_id, engine.OWNER_LABEL: "1"},
+            labels={engine.RUN_LABEL: run_id, engine.OWNER_LABEL: "1",
+                    engine.PROCESS_LABEL: engine.this_process()},
             name=f"minikf-{run_id}-{uuid.uuid4().hex[:6]}", init=True,
         )
         return ContainerHandle(container, log_path)
@@ -242,3 +260,19 @@ def remove_labelled(client, run_id: str | None = None) -> list[str]:
             except docker.errors.DockerException as exc:
                 problems.append(f"could not remove {kind[:-1]} {getattr(obj, 'name', obj)}: {exc}")
     return problems
+
+
+def orphans(client, run_id: str | None = None) -> list[str]:
+    """The run ids (or only `run_id`) that have containers, networks or volumes and no living
+    minikf process that started them: what `minikf clean` may remove by label. A run whose
+    containers name a process that still runs (PROCESS_LABEL) is another command's live run."""
+    label = f"{engine.RUN_LABEL}={run_id}" if run_id else engine.RUN_LABEL
+    runs: dict[str, bool] = {}  # run id -> some container of it has a living owner
+    for container in client.containers.list(all=True, filters={"label": label}):
+        rid = container.labels.get(engine.RUN_LABEL, "")
+        owned = engine.process_alive(container.labels.get(engine.PROCESS_LABEL))
+        runs[rid] = runs.get(rid, False) or owned
+    for kind in (client.networks, client.volumes):
+        for obj in kind.list(filters={"label": label}):
+            runs.setdefault((obj.attrs.get("Labels") or {}).get(engine.RUN_LABEL, ""), False)
+    return sorted(rid for rid, live in runs.items() if rid and not live)

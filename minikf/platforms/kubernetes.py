@@ -11,6 +11,7 @@ serve_model); steps that work on files (download, preprocess, evaluate, predict)
 from __future__ import annotations
 
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,7 +158,9 @@ class KubernetesPlatform(Platform):
         cluster_env = {"MINIKF_KUBECONFIG": self.cluster.kubeconfig, "MINIKF_NAMESPACE": self.namespace,
                        "MINIKF_KUBE_CONTEXT": self.cluster.context,
                        "MINIKF_KFP_NAMESPACE": self.kfp_namespace, "MINIKF_RUNTIME_IMAGE": self.image}
-        return resources.spawn(driver, log_path, env={**os.environ, **env, **cluster_env})
+        # SIGTERM if minikf dies: the driver then terminates the run on the cluster first
+        return resources.spawn(driver, log_path, env={**os.environ, **env, **cluster_env},
+                               death_signal=signal.SIGTERM)
 
     # -- hooks the journey's steps call ----------------------------------------------------------
     def _custom(self):
@@ -172,6 +175,58 @@ class KubernetesPlatform(Platform):
 
     def _labels(self, run: str) -> dict[str, str]:
         return {"app.kubernetes.io/managed-by": "minikf", "minikf.dev/run": run}
+
+    def _note_leftovers(self, resources, labels: dict[str, str]) -> None:
+        """Write into the run's record what to delete (objects with these labels) should the run
+        be killed before its cleanup deletes them (`reap`)."""
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+        def add(record) -> None:
+            entry = record.platform_leftovers.setdefault(self.name, {
+                "kubeconfig": self.cluster.kubeconfig, "context": self.cluster.context,
+                "namespace": self.namespace, "selectors": []})
+            if selector not in entry["selectors"]:
+                entry["selectors"].append(selector)
+
+        if hasattr(resources, "update_record"):
+            resources.update_record(add)
+
+    @classmethod
+    def reap(cls, details: dict) -> list[str]:
+        """The objects a killed run created (ConfigMaps, Secrets, jobs, InferenceServices), by
+        the labels it noted; their pods go with them (owner references)."""
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+
+        cluster = connect(details.get("kubeconfig"), details.get("context"))
+        namespace, lines = details["namespace"], []
+        core, custom = client.CoreV1Api(cluster.api_client), client.CustomObjectsApi(cluster.api_client)
+        kinds = [("ConfigMap", core.list_namespaced_config_map, core.delete_namespaced_config_map),
+                 ("Secret", core.list_namespaced_secret, core.delete_namespaced_secret)]
+        for crd in (res.PYTORCHJOB, res.TRAINJOB, res.INFERENCESERVICE):
+            kinds.append((crd.plural, *_custom_calls(custom, crd)))
+        try:
+            for selector in details.get("selectors", []):
+                for kind, lister, deleter in kinds:
+                    try:
+                        found = lister(namespace, label_selector=selector, _request_timeout=30)
+                    except ApiException as exc:
+                        if exc.status != 404:  # 404: the CRD is not on this cluster
+                            lines.append(f"could not list {kind} ({selector}): HTTP {exc.status}")
+                        continue
+                    items = found["items"] if isinstance(found, dict) else found.items
+                    for item in items:
+                        meta = item["metadata"] if isinstance(item, dict) else item.metadata.to_dict()
+                        try:
+                            deleter(meta["name"], namespace, _request_timeout=30)
+                            lines.append(f"removed {kind} {meta['name']} in namespace {namespace}")
+                        except ApiException as exc:
+                            if exc.status != 404:
+                                lines.append(f"could not remove {kind} {meta['name']}: "
+                                             f"HTTP {exc.status}")
+        finally:
+            cluster.close()
+        return lines
 
     def _delete_later(self, resources, what: str, delete) -> None:
         """Delete on cleanup; a resource already gone is fine, any other failure is reported."""
@@ -240,6 +295,7 @@ class KubernetesPlatform(Platform):
         plural = "pytorchjobs" if self.train_kind == "PyTorchJob" else "trainjobs"
         needs = res.COMMON_PERMISSIONS + res.TRAIN_PERMISSIONS[plural]
         require_permissions(self.cluster, self.namespace, needs)
+        self._note_leftovers(resources, self._labels(request.name))
         mirrors, configmaps = self._data_source(request, resources)
         argv = ["python3", "-m", "minikf.kube.job_entry", "--mirrors", mirrors,
                 "--epochs", str(request.epochs), "--batch-size", str(request.batch_size),
@@ -330,6 +386,7 @@ class KubernetesPlatform(Platform):
         require_permissions(self.cluster, self.namespace, res.COMMON_PERMISSIONS + res.SERVE_PERMISSIONS)
         isvc_name = res.dns_name(name, limit=45)
         labels = self._labels(name)
+        self._note_leftovers(resources, labels)
         secret = res.token_secret(res.dns_name(name, "token"), self.namespace, token, labels)
         core = self._core()
         self._api("create the serving token Secret", core.create_namespaced_secret, self.namespace, secret)
@@ -379,3 +436,15 @@ class KubernetesPlatform(Platform):
         if self.cluster is not None:
             self.cluster.close()
 
+
+def _custom_calls(custom, crd):
+    """List and delete calls for one custom resource, shaped like the core ones."""
+    def lister(namespace, **kwargs):
+        return custom.list_namespaced_custom_object(crd.group, crd.version, namespace, crd.plural,
+                                                    **kwargs)
+
+    def deleter(name, namespace, **kwargs):
+        return custom.delete_namespaced_custom_object(crd.group, crd.version, namespace,
+                                                      crd.plural, name, **kwargs)
+
+    return lister, deleter

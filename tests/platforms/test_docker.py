@@ -125,6 +125,40 @@ def test_minikf_clean_removes_leftovers_of_a_crashed_run(docker_client):
     assert again.returncode == 0 and "nothing to clean" in again.stdout
 
 
+def test_minikf_clean_leaves_the_containers_of_a_live_run(docker_client, tmp_path):
+    """A container whose starting minikf process still runs belongs to a run in progress
+    (maybe another home's, another user's CI job): `minikf clean` must not touch it. A killed
+    run's, found through its live record, goes, and the run's results say it was cut."""
+    from minikf.runtime.liverun import LiveRun
+
+    _platform()
+    live, dead = "live" + uuid.uuid4().hex[:6], "dead" + uuid.uuid4().hex[:6]
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    for run_id, owner in ((live, engine.this_process()), (dead, f"{gone.pid}:1.0")):
+        docker_client.containers.run("minikf/runtime:latest", ["sleep", "600"], detach=True,
+                                     labels={"minikf.run": run_id, "minikf": "1",
+                                             engine.PROCESS_LABEL: owner})
+    record = LiveRun(dead, pid=gone.pid, pid_started=1.0,
+                     platform_leftovers={"docker": {"run_id": dead}})
+    record.path = tmp_path / "home" / "runs" / "live" / f"{dead}.json"
+    record.save()
+    try:
+        home = {**os.environ, "MINIKF_HOME": str(tmp_path / "home")}
+        proc = subprocess.run([sys.executable, "-m", "minikf.cli", "clean"], capture_output=True,
+                              text=True, timeout=120, env=home)
+        assert proc.returncode == 0, proc.stderr
+        assert f"run {dead}: removed container" in proc.stdout
+        assert live not in proc.stdout
+        assert len(_labelled(docker_client, live)) == 1 and _labelled(docker_client, dead) == []
+        assert not record.path.exists()
+    finally:
+        from minikf.platforms.docker import remove_labelled
+
+        remove_labelled(docker_client, live)
+        remove_labelled(docker_client, dead)
+
+
 def test_capabilities_are_what_works_and_other_scenarios_skip(tmp_path):
     from minikf.engine.runner import run_scenario
     from minikf.scenario.schema import load_scenario

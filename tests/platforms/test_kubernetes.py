@@ -224,6 +224,32 @@ def test_failed_job_says_why_with_the_rank0_log_and_cleans_up(cluster, tmp_path)
     assert {k[2] for k in api.deleted} == {"pytorchjobs", "configmaps"}
 
 
+def test_what_a_killed_run_created_is_removed_through_its_record(cluster, tmp_path):
+    """The run noted in its live record what it labels on the cluster; its reaper (or `minikf
+    clean`) deletes those objects when the run was killed before its cleanup could."""
+    from minikf.runtime.liverun import LiveRun
+
+    api, controllers, kubeconfig = cluster
+    api.on_get = None  # no controller: the job never finishes, as when minikf is killed
+    platform = KubernetesPlatform(kubeconfig=str(kubeconfig))
+    record = LiveRun.create("k1", home=tmp_path)
+    resources = RunResources(run_id="k1", record=record)
+    request = _request("minikf-train-k", 1, [str(SAMPLE)], True, 2, tmp_path)
+    with pytest.raises(ClusterStepFailed, match="not finished after 2s"):
+        platform.run_training(request, resources)
+    created = sorted((k[2], k[3]) for k in api.objects if k[2] in ("pytorchjobs", "configmaps"))
+    assert ("pytorchjobs", "minikf-train-k") in created
+    details = LiveRun.load(record.path).platform_leftovers["kubernetes"]
+    assert details["namespace"] == "team" and details["kubeconfig"] == str(kubeconfig)
+    lines = KubernetesPlatform.reap(details)  # instead of the run's cleanup: it was killed
+    assert sorted(lines) == sorted(
+        f"removed {'ConfigMap' if kind == 'configmaps' else kind} {name} in namespace team"
+        for kind, name in created)
+    assert not [k for k in api.objects if k[2] in ("pytorchjobs", "configmaps")]
+    assert KubernetesPlatform.reap(details) == []
+    resources.callbacks.clear()
+
+
 def test_remote_mirrors_are_passed_to_the_pods_and_nothing_is_shipped(cluster, tmp_path):
     api, controllers, kubeconfig = cluster
     api.on_get = None  # no controller: only look at what was created
