@@ -135,7 +135,8 @@ steps:
     assert (out / "report.html").read_text().count("<tr>") == 4
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143),
+                                         (signal.SIGHUP, 129)])
 def test_a_signal_leaves_no_process_or_port(write_scenario, tmp_path, sig, code):
     pidfile = tmp_path / "grandchild.pid"
     path = write_scenario(f"""name: interrupt
