@@ -333,6 +333,9 @@ class SlowMirror(ThreadingHTTPServer):
         self.daemon_threads = True
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
+    def handle_error(self, request, client_address) -> None:
+        """The client was killed mid-file: that is the point, not an error to print."""
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/"
@@ -445,7 +448,7 @@ def test_kill_a_warm_parent_stops_what_it_forked(run):
     # The workers go with their parent: the step fails now, not after 500 epochs.
     assert run.finish(timeout=60) == 1
     _assert_one_clear_line(run.stderr(), "fashion-mnist: failed. step train: worker")
-    assert "warm parent" in run.stderr()
+    assert "was lost: its warm parent (pid " in run.stderr()
     _assert_nothing_left(run)
     assert run.workdirs == []
 

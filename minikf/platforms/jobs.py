@@ -58,7 +58,7 @@ def watch_workers(procs: list[tuple[int, Path, ProcessHandle]]) -> None:
                 for _, _, other in procs:  # only this job's workers, not the run's servers
                     stop_handle(other)
                 lost = getattr(proc, "lost", "")  # a warm fork whose parent died: code unknown
-                how = lost or f"exited with {describe_exit(code)}"
+                how = f"was lost: {lost}" if lost else f"exited with {describe_exit(code)}"
                 raise StepFailed(f"worker {rank} {how} (see {log})")
         time.sleep(0.05)
 

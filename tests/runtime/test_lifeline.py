@@ -50,7 +50,12 @@ def test_a_process_started_from_a_short_thread_outlives_that_thread(tmp_path):
     assert box["proc"].poll() is not None
 
 
-def test_what_a_killed_process_started_dies_with_it(tmp_path):
+LIMITED = [sys.executable, "-m", "minikf.profiles.limits", "--cpus", "1", "--memory-mb", "4096",
+           "--", *SLEEP]  # a user's quota wrapper execs the command: PDEATHSIG survives exec
+
+
+@pytest.mark.parametrize("argv", [SLEEP, LIMITED], ids=["plain", "under-a-quota"])
+def test_what_a_killed_process_started_dies_with_it(tmp_path, argv):
     """kill -9 of the process that owns the run: its children go too, not on under PID 1."""
     log = str(tmp_path / "c.log")
     parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
@@ -59,7 +64,7 @@ def test_what_a_killed_process_started_dies_with_it(tmp_path):
         from minikf.runtime.processes import RunResources
         resources = RunResources(run_id="r2")
         box = {{}}
-        start = lambda: box.update(p=resources.spawn({SLEEP!r}, Path({log!r})))
+        start = lambda: box.update(p=resources.spawn({argv!r}, Path({log!r})))
         t = threading.Thread(target=start)
         t.start(); t.join()
         print(box["p"].pid, flush=True)
