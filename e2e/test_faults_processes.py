@@ -69,6 +69,7 @@ class Run:
     snapshot: dict[int, tuple[float, str]] = field(default_factory=dict)
     # TMPDIR: short, as a kernel's ZMQ socket path under it must fit in 107 bytes
     temp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mkf-")))
+    snapshot_run_id: str | None = None
 
     @property
     def results(self) -> Path:
@@ -115,6 +116,7 @@ class Run:
 
     def take_snapshot(self, expect_processes: bool = True) -> None:
         """Everything the run has started, as it is now (pid -> start time, command line)."""
+        self.snapshot_run_id = self.run_id()
         for proc in self.tree():
             try:
                 self.snapshot[proc.pid] = (proc.create_time(), _cmdline(proc))
@@ -132,8 +134,18 @@ class Run:
     def result(self) -> dict:
         return json.loads((self.results / "results.json").read_text())
 
+    def run_id(self) -> str | None:
+        """From the run's live record, else its results."""
+        for path in (self.tmp / "home" / "runs" / "live").glob("*.json"):
+            return path.stem
+        results = self.results / "results.json"
+        return json.loads(results.read_text())["run_id"] if results.is_file() else None
+
     def clean(self) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "minikf.cli", "clean"], env=self.env(),
+        """`minikf clean` for this run only: never another test's or user's containers."""
+        run_id = self.snapshot_run_id or self.run_id()
+        only = ["--run", run_id] if run_id else []
+        return subprocess.run([sys.executable, "-m", "minikf.cli", "clean", *only], env=self.env(),
                               capture_output=True, text=True, timeout=120, cwd=self.tmp)
 
     def discard(self) -> None:
@@ -366,6 +378,29 @@ def test_kill_cli_during_training_stops_workers_and_warm_parents(run):
     run.wait_for(WORKER_RUNS, count=2)
     _kill_cli(run)
     _assert_cli_killed_then_cleaned(run, "train")
+
+
+@pytest.mark.slow
+def test_kill_cli_and_its_reaper_then_minikf_clean_finds_what_was_left(run):
+    """As when a cgroup is OOM-killed whole: no reaper either. PDEATHSIG still stops the
+    processes; `minikf clean` finds the rest through the live record."""
+    run.start(JOURNEY, "epochs=500")
+    run.wait_for(WORKER_RUNS, count=2)
+    reaper, = [p for p in run.tree() if "minikf.engine.reaper" in _cmdline(p)]
+    run.take_snapshot()
+    reaper.kill()
+    run.proc.kill()
+    assert run.finish(10) == -signal.SIGKILL
+    _assert_nothing_left_but_records(run, ())
+    workdir, = run.workdirs
+    cleaned = run.clean()
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert cleaned.stdout.splitlines() == [
+        f"run {run.snapshot_run_id}: marked the run interrupted in {run.results / 'results.json'}",
+        f"run {run.snapshot_run_id}: removed work dir {workdir}", "2 leftover(s) removed"]
+    assert run.workdirs == []
+    _assert_nothing_left(run)
+    assert {s["name"]: s["status"] for s in run.result()["steps"]}["train"] == "interrupted"
 
 
 @pytest.mark.slow
