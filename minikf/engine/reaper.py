@@ -52,14 +52,12 @@ class Watch:
 def watch(record: LiveRun) -> Watch:
     """Start the run's reaper; a Watch without one if it cannot start (`minikf clean` remains)."""
     assert record.path is not None
-    log = record.path.parent.parent / LOG_NAME
     env = {k: v for k, v in os.environ.items() if k != RUN_ID_ENV}  # not one of the run's own
     read, write = os.pipe()
     try:
-        with open(log, "ab") as out:
-            proc = subprocess.Popen([sys.executable, "-m", __name__, str(record.path)], stdin=read,
-                                    stdout=out, stderr=subprocess.STDOUT, env=env,
-                                    start_new_session=True)
+        proc = subprocess.Popen([sys.executable, "-m", __name__, str(record.path)], stdin=read,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                                start_new_session=True)
     except OSError:
         os.close(write)
         return Watch(None, None)
@@ -139,6 +137,12 @@ def _owner_gone(record: LiveRun, within_s: float = 5.0) -> bool:
     return True
 
 
+def _log(record_path: Path, run_id: str, lines: list[str]) -> None:
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    with open(record_path.parent.parent / LOG_NAME, "a") as log:
+        log.writelines(f"{stamp} run {run_id}: {line}\n" for line in lines)
+
+
 def main() -> int:
     path = Path(sys.argv[1])
     while os.read(0, 4096):  # nothing is ever written: this returns b"" when the run ends
@@ -148,7 +152,7 @@ def main() -> int:
     try:
         record = LiveRun.load(path)
     except ValueError as exc:
-        print(exc, flush=True)
+        _log(path, path.stem, [str(exc)])
         return 1
     if not _owner_gone(record):
         return 0  # the run let go of it while still alive: `minikf clean` handles the rest
@@ -157,9 +161,11 @@ def main() -> int:
     with record.locked() as mine:
         if not mine:
             return 0  # `minikf clean` is at it
-        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        for line in reap(record, why):
-            print(f"{stamp} run {record.run_id}: {line}", flush=True)
+        try:
+            lines = reap(record, why)
+        except Exception as exc:  # noqa: BLE001 - said in the log; `minikf clean` retries
+            lines = [f"could not finish: {type(exc).__name__}: {exc}"]
+        _log(path, record.run_id, lines)
     return 0
 
 
