@@ -524,12 +524,12 @@ def test_kill_cli_during_training_in_containers(run):
     except MinikfError as exc:
         pytest.skip(f"images not usable: {exc.message}")
     cli = engine.client()
-    before = {c.id for c in cli.containers.list(all=True, filters={"label": "minikf.run"})}
     run.start(JOURNEY, "epochs=500", platform="docker")
     deadline, mine = time.monotonic() + 240, []
     while len(mine) < 2 and time.monotonic() < deadline and run.proc.poll() is None:
         mine = [c for c in cli.containers.list(filters={"label": "minikf.run"})
-                if c.id not in before and WORKER in " ".join(c.attrs["Config"]["Cmd"] or [])]
+                if WORKER in " ".join(c.attrs["Config"]["Cmd"] or [])
+                and str(run.temp) in json.dumps(c.attrs.get("Mounts", []))]  # not another run's
         time.sleep(0.5)
     assert len(mine) == 2, run.stderr()[-3000:]
     _kill_cli(run, expect_processes=False)  # the workers run in containers
