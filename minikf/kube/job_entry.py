@@ -68,10 +68,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    # As the train worker does: every file is written and the handback flushed, so skip the
-    # interpreter's teardown of torch and gloo (seconds, and once in CI a hang past the job's
-    # timeout while the other rank was still connected to the store).
+    from minikf.workload.train_worker import exit_code_of
+
+    code = exit_code_of(main)  # a failure: its traceback and a last line naming the rank
+    # As the train worker does: every file is written and the handback flushed; tearing torch
+    # down could deadlock in gloo (see train_worker's docstring), so the process just ends.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

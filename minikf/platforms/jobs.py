@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from minikf.platforms.base import Platform, TrainRequest
+from minikf.platforms.rank_watch import RankWatch, last_line
 from minikf.runtime.errors import StepFailed
 from minikf.runtime.ports import free_port
 from minikf.runtime.processes import ProcessHandle, RunResources, stop_handle
@@ -45,21 +46,30 @@ def launch_workers(platform: Platform, request: TrainRequest,
     return procs
 
 
+def _stop_job(procs: list[tuple[int, Path, ProcessHandle]]) -> None:
+    for _, _, proc in procs:  # only this job's workers, not the run's servers
+        stop_handle(proc)
+
+
 def watch_workers(procs: list[tuple[int, Path, ProcessHandle]]) -> None:
-    """Wait for all workers; the first non-zero exit stops the rest and fails the step."""
-    pending = list(procs)
-    while pending:
-        for rank, log, proc in list(pending):
-            code = proc.poll()
-            if code is None:
-                continue
-            pending.remove((rank, log, proc))
-            if code != 0:
-                for _, _, other in procs:  # only this job's workers, not the run's servers
-                    stop_handle(other)
+    """Wait for all workers. The first non-zero exit, or a worker stuck after another finished
+    (rank_watch), stops the rest and fails the step with that worker's last log line."""
+    watch = RankWatch({rank: log for rank, log, _ in procs})
+    while True:
+        codes = {rank: proc.poll() for rank, _, proc in procs}
+        for rank, log, proc in procs:
+            if codes[rank] not in (None, 0):
+                _stop_job(procs)
                 lost = getattr(proc, "lost", "")  # a warm fork whose parent died: code unknown
-                how = f"was lost: {lost}" if lost else f"exited with {describe_exit(code)}"
-                raise StepFailed(f"worker {rank} {how} (see {log})")
+                how = f"was lost: {lost}" if lost else f"exited with {describe_exit(codes[rank])}"
+                said = last_line(log)
+                raise StepFailed(f"worker {rank} {how}{': ' + said if said else ''} (see {log})")
+        if all(code == 0 for code in codes.values()):
+            return
+        stuck = watch.check(codes)
+        if stuck:
+            _stop_job(procs)
+            raise StepFailed(stuck)
         time.sleep(0.05)
 
 

@@ -1,6 +1,20 @@
 """One PyTorchJob-style training worker: reads MASTER_ADDR/MASTER_PORT/WORLD_SIZE/RANK.
 
 python -m minikf.workload.train_worker --data DIR --out DIR --epochs N --batch-size B --lr LR
+
+How a job ends, whatever order its ranks get there in:
+- each rank other than 0 tells rank 0 through the rendezvous store that it is done, then exits;
+  rank 0 (which serves that store, unless torchrun's agent does) saves the model, waits for every
+  other rank's word (at most MINIKF_END_TIMEOUT_S), and leaves last, so no rank ever talks to a
+  store or a peer that has gone;
+- the process group is never torn down: freeing it joins gloo's worker threads while holding the
+  GIL, and a worker thread still freeing a finished collective's Python-owned tensor waits for the
+  GIL, so under CPU load the rank deadlocked at the end of main(). Every rank leaves through
+  os._exit (exit_code_of) once its files are written;
+- a collective waits at most MINIKF_COLLECTIVE_TIMEOUT_S for the other ranks; a rank that gives up
+  ends with one line naming itself and what it waited for, and exit code 3 (EXIT_PEER_TIMEOUT).
+Each rank writes its progress ("minikf: rank R: ...") to stderr, so the launcher can name what a
+stuck rank last did.
 """
 
 from __future__ import annotations
@@ -11,6 +25,7 @@ import os
 import socket
 import sys
 import time
+import traceback
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,6 +37,45 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from minikf.workload.model import FashionCNN, save_model
+
+EXIT_PEER_TIMEOUT = 3  # a rank gave up waiting for the others
+
+
+def _seconds(name: str, default: float) -> float:
+    value = os.environ.get(name, "")
+    return float(value) if value.strip() else default
+
+
+def collective_timeout_s() -> float:
+    """How long one collective (an all-reduce of a training step) waits for the other ranks."""
+    return _seconds("MINIKF_COLLECTIVE_TIMEOUT_S", 300.0)
+
+
+def end_timeout_s() -> float:
+    """How long rank 0 waits, once it has saved the model, for the others to say they are done."""
+    return _seconds("MINIKF_END_TIMEOUT_S", 60.0)
+
+
+class PeerTimeout(Exception):
+    """A rank waited its time for another rank: the message names both and what was awaited."""
+
+
+class Progress:
+    """This rank's progress lines; the last one says what the rank is doing (or waiting for)."""
+
+    def __init__(self) -> None:
+        self.rank, self.doing = int(os.environ.get("RANK", "0")), "starting"
+
+    def __call__(self, doing: str) -> None:
+        self.doing = doing
+        print(f"minikf: rank {self.rank}: {doing}", file=sys.stderr, flush=True)
+
+
+progress = Progress()
+
+# What must outlive main(): the DDP model, whose reducer holds the process group (see the module
+# docstring: freeing the group can deadlock). The process ends with os._exit, never freeing it.
+_held: list = []
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,8 +115,12 @@ def init_distributed() -> tuple[int, int, torch.device]:
     os.environ.setdefault("MASTER_PORT", "29500")
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     cuda = torch.cuda.is_available()
+    progress.rank = rank
+    progress(f"joining the process group ({world} ranks at {os.environ['MASTER_ADDR']}:"
+             f"{os.environ['MASTER_PORT']})")
     dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world,
-                            store=_loopback_store(rank, world))
+                            store=_loopback_store(rank, world),
+                            timeout=timedelta(seconds=collective_timeout_s()))
     if os.environ.get("MINIKF_TEST_KILL_RANK") == str(rank):
         os._exit(7)  # test hook: a worker that dies mid-job
     device = torch.device(f"cuda:{rank % torch.cuda.device_count()}" if cuda else "cpu")
@@ -108,6 +166,46 @@ def warm_up() -> None:
     torch.optim.Adam([nn.Parameter(torch.empty(1))])
 
 
+def _test_stall(rank: int, where: str) -> None:
+    """Test hook: MINIKF_TEST_STALL_RANK's rank stops at MINIKF_TEST_STALL_AT (`end`, the
+    default, or `epoch-N`) for MINIKF_TEST_STALL_S seconds (default: for good)."""
+    if os.environ.get("MINIKF_TEST_STALL_RANK") != str(rank):
+        return
+    if os.environ.get("MINIKF_TEST_STALL_AT", "end") != where:
+        return
+    seconds = _seconds("MINIKF_TEST_STALL_S", float("inf"))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+
+def finish_job(rank: int, world: int, timeout_s: float) -> None:
+    """The end-of-training handshake through the rendezvous store: every other rank says it is
+    done and may exit at once; rank 0 waits for all of them, so it (the store's owner when the
+    job serves its own store) is the last to leave. Raises PeerTimeout naming the missing ranks."""
+    if world == 1:
+        return
+    store = dist.distributed_c10d._get_default_store()
+    if rank != 0:
+        progress("done; telling rank 0 (end-of-training handshake)")
+        store.set(f"minikf/done/{rank}", "1")
+        return
+    others = list(range(1, world))
+    names = ", ".join(map(str, others))
+    progress(f"waiting for rank {names} to finish (end-of-training handshake, up to {timeout_s:g} s)")
+    deadline = time.monotonic() + timeout_s
+    missing = others
+    while missing:
+        missing = [r for r in missing if not store.check([f"minikf/done/{r}"])]
+        if missing and time.monotonic() > deadline:
+            names = ", ".join(map(str, missing))
+            raise PeerTimeout(f"rank 0: waited {timeout_s:g} s at the end-of-training handshake "
+                              f"for rank {names} (stuck or exited?)")
+        if missing:
+            time.sleep(0.05)
+    progress("every rank is done")
+
+
 def main(argv: list[str] | None = None) -> None:
     warm_up()  # (done already when started warm)
     # The framework is loaded: what follows is this worker's own set-up. `minikf bench journey`
@@ -117,24 +215,31 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     rank, world, device = init_distributed()
+    progress(f"joined the process group ({world} ranks; a collective waits up to "
+             f"{collective_timeout_s():g} s for the others)")
     dataset = load_train(args.data)
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, seed=args.seed)
     loader = DataLoader(dataset, batch_size=args.batch_size, sampler=sampler)
     ids = [device.index] if device.type == "cuda" else None
     model = DistributedDataParallel(FashionCNN().to(device), device_ids=ids)
+    _held.append(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     for epoch in range(1, args.epochs + 1):
+        _test_stall(rank, f"epoch-{epoch}")
+        progress(f"epoch {epoch}/{args.epochs} (an all-reduce with the other ranks every step)")
         sampler.set_epoch(epoch)
         started = time.monotonic()
         loss, acc, seen = train_epoch(model, loader, optimizer, device)
         if rank == 0:
             record_epoch(args.out, model, epoch, loss, acc, seen / (time.monotonic() - started))
     if rank == 0:
+        progress("saving the model")
         save_model(model.module.cpu(), args.out / "model")
-    dist.barrier()
-    dist.destroy_process_group()
-    if rank == 0 and args.export_onnx:
-        export_for_serving(model.module, args.out / "model")
+        if args.export_onnx:
+            export_for_serving(model.module, args.out / "model")
+        progress("saved the model")
+    _test_stall(rank, "end")
+    finish_job(rank, world, end_timeout_s())
     if rank == 0:
         print(json.dumps({"event": "timeline", "ready_unix_s": ready, "done_unix_s": time.time()}),
               flush=True)
@@ -151,10 +256,46 @@ def export_for_serving(net, model_dir: Path) -> None:
     export_onnx(net, model_dir)
 
 
+def _is_timeout(exc: BaseException) -> bool:
+    """A collective or store wait that ran out of time (gloo raises a plain RuntimeError)."""
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("timed out" in text or "timeout" in text)
+
+
+def exit_code_of(fn, *args) -> int:
+    """Run fn (this worker's main, or a caller's that runs it) and turn its outcome into the
+    process's exit code, a failure into a traceback and one last line naming this rank and what
+    it was doing or waiting for. The caller then ends with os._exit(code): see the module
+    docstring for why nothing of torch may be torn down."""
+    try:
+        code = fn(*args)
+        return code if isinstance(code, int) else 0
+    except SystemExit as exc:  # as the interpreter would treat it
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr, flush=True)
+        return 1
+    except PeerTimeout as exc:
+        print(f"minikf: {exc}", file=sys.stderr, flush=True)
+        return EXIT_PEER_TIMEOUT
+    except BaseException as exc:
+        traceback.print_exc()
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        if _is_timeout(exc):  # gloo's own words name the wait: "Timed out waiting 3000ms for recv"
+            waited = (f"waited {collective_timeout_s():g} s" if "timed out waiting" in first.lower()
+                      else f"timed out ({first})")
+            print(f"minikf: rank {progress.rank}: {waited} for the other ranks (stuck or exited?) "
+                  f"in: {progress.doing}", file=sys.stderr, flush=True)
+            return EXIT_PEER_TIMEOUT
+        print(f"minikf: rank {progress.rank}: failed ({first}) in: {progress.doing}",
+              file=sys.stderr, flush=True)
+        return 1
+
+
 if __name__ == "__main__":
-    main()
-    # Finished, every file written and closed: skip the interpreter's teardown of torch (about
-    # 2 s here, and the train step waits for every worker to exit).
+    code = exit_code_of(main)
+    # Every file written and closed: leave without tearing torch down (see the module docstring;
+    # it also saves about 2 s the train step would wait for).
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(code)
