@@ -39,18 +39,30 @@ NON_HTTP_ALLOWED = ("ipykernel_launcher",)  # its IOPub pipe, see the module doc
 TOKEN_FILES = {"token", "notebook.token"}  # where a profile's own tokens live, 0600
 
 
+def _identity(proc: psutil.Process) -> tuple[int, float]:
+    try:
+        return proc.pid, proc.create_time()
+    except psutil.Error:
+        return proc.pid, 0.0
+
+
 class ListenSampler(threading.Thread):
-    """Records (ip, port) -> cmdline of every LISTEN socket of this process's descendants."""
+    """Records (ip, port) -> cmdline of every LISTEN socket of this process's descendants that
+    started after the sampler: a server another test of this worker keeps for its session (a
+    session fixture) is not the run's."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self.seen: dict[tuple[str, int], str] = {}
         self.stop = threading.Event()
+        self.before = {_identity(p) for p in psutil.Process().children(recursive=True)}
 
     def current(self) -> dict[tuple[str, int], str]:
         found = {}
         for proc in psutil.Process().children(recursive=True):
             try:
+                if _identity(proc) in self.before:
+                    continue
                 conns = listening_sockets(proc)
                 cmdline = " ".join(proc.cmdline())
             except psutil.Error:
