@@ -15,6 +15,7 @@ from minikf.results.model import (
     SCHEMA_VERSION,
     ConformanceEntry,
     ConformanceReport,
+    PlatformSummary,
     RunResult,
     Status,
     StepResult,
@@ -32,5 +33,5 @@ def write_all(result: RunResult, results_dir: Path) -> None:
     write_html(result, results_dir / "report.html")
 
 
-__all__ = ["SCHEMA_VERSION", "ConformanceEntry", "ConformanceReport", "RunResult", "Status",
-           "StepResult", "aggregate", "versions", "write_all"]
+__all__ = ["SCHEMA_VERSION", "ConformanceEntry", "ConformanceReport", "PlatformSummary", "RunResult",
+           "Status", "StepResult", "aggregate", "versions", "write_all"]

@@ -1,85 +1,208 @@
-"""report.html: a self-contained page (inline SVG, no network) a person reads after a run."""
+"""report.html: one self-contained page a person reads after a run (no network, charts inline).
+
+Top to bottom: the verdict and headline figures, the step timeline (where the time went), the
+steps with their rounded metrics and log links, training curves, the confusion heat map and
+misclassified test images, serving latency, benchmark sections, what the run kept, versions.
+Every link is relative to the results dir, so a moved folder or an unpacked bundle still works.
+"""
 
 from __future__ import annotations
 
+import base64
 import html
-import json
+import os
 from pathlib import Path
 
-from minikf.results.model import RunResult, Status, StepResult
+from minikf.results import charts
+from minikf.results.model import RunResult, StepResult
+from minikf.results.page import badge, key_values, metric, page, seconds, status_text, table
 from minikf.runtime import files
 
 # HTML fragments other tools drop beside a report (e.g. `minikf bench`), included in report.html.
 SECTIONS_DIR = "sections"
-_COLOUR = {Status.PASSED: "#2e7d32", Status.FAILED: "#c62828", Status.TIMEOUT: "#c62828",
-           Status.SKIPPED: "#777", Status.INTERRUPTED: "#ef6c00"}
+# Step kinds whose work the platform hosts (processes, containers, pods); the others run in
+# minikf's own process on this host.
+PLATFORM_KINDS = {"train", "tune", "serve", "pipeline", "notebook", "notebook_server", "command"}
+HEADLINE = (("evaluate", "accuracy", "test accuracy"), ("train", "images_per_s", "training"),
+            ("predict", "p95_ms", "serving p95"))
 
 
-def _extra_sections(results_dir: Path) -> str:
+def extra_sections(results_dir: Path) -> str:
     folder = results_dir / SECTIONS_DIR
     return "".join(p.read_text() for p in sorted(folder.glob("*.html"))) if folder.is_dir() else ""
 
 
-def _svg_line(name: str, values: list[float], width: int = 360, height: int = 160) -> str:
-    """A dependency-free inline SVG line chart, so the report needs no network to view."""
-    if not values:
-        return ""
-    lo, hi = min(values), max(values)
-    span = (hi - lo) or 1.0
-    step_x = width / max(len(values) - 1, 1)
-    points = " ".join(
-        f"{i * step_x:.1f},{height - (v - lo) / span * (height - 20) - 10:.1f}"
-        for i, v in enumerate(values)
-    )
-    return (
-        f'<figure><svg width="{width}" height="{height}" role="img" aria-label="{html.escape(name)}">'
-        f'<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="{points}"/></svg>'
-        f"<figcaption>{html.escape(name)}: {lo:.4g} .. {hi:.4g} ({len(values)} points)"
-        "</figcaption></figure>"
-    )
+def where(step: StepResult, result: RunResult) -> str:
+    """What ran the step, in a few words."""
+    if step.kind not in PLATFORM_KINDS:
+        return "minikf, this host"
+    info = result.platform_info
+    workers = step.metrics.get("workers")
+    scale = f"{workers} workers, " if isinstance(workers, int) and workers > 1 else ""
+    if result.platform == "docker":
+        return f"{scale}docker {info.get('runtime_image') or 'containers'}"
+    if result.platform == "kubernetes":
+        return f"{scale}kubernetes {info.get('namespace') or ''}".strip()
+    return f"{scale}{result.platform}"
 
 
-def _confusion_table(step: StepResult) -> str:
-    """A step output `confusion` (rows: true class, columns: predicted) as an HTML table."""
-    matrix = step.outputs.get("confusion")
-    if not matrix:
+def _href(path: str | None, results_dir: Path) -> str | None:
+    """A link to `path` relative to the results dir, when the file is inside it."""
+    if not path:
+        return None
+    candidate = Path(path)
+    if not candidate.is_absolute():  # written relative to where minikf ran, or to results_dir
+        for base in (results_dir / candidate, results_dir / "logs" / candidate.name):
+            if base.exists():
+                candidate = base
+                break
+    try:
+        rel = Path(os.path.relpath(candidate.resolve(), results_dir.resolve()))
+    except ValueError:
+        return None
+    return None if rel.parts[:1] == ("..",) else rel.as_posix()
+
+
+def _logs(step: StepResult, results_dir: Path) -> str:
+    links = []
+    main = _href(step.log, results_dir)
+    if main and (results_dir / main).exists():
+        links.append(f'<a href="{html.escape(main)}">{html.escape(Path(main).name)}</a>')
+    folder = results_dir / "logs"
+    for extra in sorted(folder.glob(f"{step.name}-*.log")) if folder.is_dir() else []:
+        rel = extra.relative_to(results_dir).as_posix()
+        links.append(f'<a href="{html.escape(rel)}">{html.escape(extra.name)}</a>')
+    return " ".join(links) or '<span class="muted">none</span>'
+
+
+def _metrics(step: StepResult) -> str:
+    return "<br>".join(f"{html.escape(k)}: {html.escape(metric(k, v))}"
+                       for k, v in step.metrics.items())
+
+
+def _steps_table(result: RunResult, results_dir: Path) -> str:
+    rows = [[html.escape(s.name), html.escape(s.kind), html.escape(where(s, result)),
+             status_text(s.status), seconds(s.duration_s) if s.started else "",
+             _metrics(s), html.escape(s.message), _logs(s, results_dir)] for s in result.steps]
+    return table(["step", "kind", "ran on", "status", "time", "metrics", "message", "logs"], rows,
+                 cls="steps")
+
+
+def _headline(result: RunResult) -> str:
+    by_kind = {s.kind: s for s in result.steps}
+    tiles = [f"<b>{badge(result.status)}</b>", f"<b>{seconds(result.duration_s)}</b> in all"]
+    for kind, name, label in HEADLINE:
+        step = by_kind.get(kind)
+        if step and name in step.metrics:
+            tiles.append(f"{label} <b>{html.escape(metric(name, step.metrics[name]))}</b>")
+    return f'<p class="headline">{" · ".join(tiles)}</p>'
+
+
+def _image(results_dir: Path, relative: str) -> str | None:
+    path = results_dir / relative
+    if not path.is_file() or not path.resolve().is_relative_to(results_dir.resolve()):
+        return None
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def misclassified(step: StepResult, classes: list[str], results_dir: Path) -> str:
+    """The test images the model got wrong, with the true and the predicted class."""
+    wrong = step.outputs.get("misclassified") or []
+    if not wrong:
         return ""
-    head = "".join(f"<th>{j}</th>" for j in range(len(matrix[0])))
-    body = "".join(
-        f"<tr><th>{i}</th>" + "".join(
-            f'<td style="{"font-weight:bold" if i == j else ""}">{v}</td>'
-            for j, v in enumerate(row)) + "</tr>"
-        for i, row in enumerate(matrix)
+
+    def name(i: int) -> str:
+        return classes[i] if 0 <= i < len(classes) else str(i)
+
+    cells = []
+    for item in wrong:
+        src = _image(results_dir, str(item.get("image", "")))
+        img = (f'<img alt="test image {item.get("index")}" src="{src}">' if src
+               else '<span class="muted">(image not kept)</span>')
+        cells.append(f'<figure class="wrong">{img}<div>true <b>{html.escape(name(item["label"]))}'
+                     f'</b></div><div class="bad">predicted {html.escape(name(item["predicted"]))}'
+                     f"</div></figure>")
+    total = step.outputs.get("misclassified_total", len(wrong))
+    return (f"<h3>Misclassified test images ({len(wrong)} of {total})</h3>"
+            f'<div class="grid" id="{html.escape(step.name)}-misclassified">{"".join(cells)}</div>')
+
+
+def _outputs(result: RunResult, results_dir: Path) -> str:
+    rows = []
+    for step in result.steps:
+        for key, value in step.outputs.items():
+            if not isinstance(value, str) or not key.endswith(("_dir", "_path", "_file")):
+                continue
+            link = _href(value, results_dir)
+            cell = (f'<a href="{html.escape(link)}">{html.escape(link)}</a>' if link
+                    else html.escape(value))
+            rows.append([html.escape(step.name), html.escape(key), cell])
+        for key, was in step.gone.items():
+            rows.append([html.escape(step.name), html.escape(key),
+                         f'<span class="muted">not kept: {html.escape(was)}</span>'])
+    return table(["step", "output", "where"], rows) if rows else ""
+
+
+def _versions(result: RunResult) -> str:
+    def rows(pairs):
+        return [[html.escape(k), html.escape(v)] for k, v in key_values(pairs)]
+    return ("<h3>Software</h3>" + table(["what", "version"], rows(result.versions)) +
+            f"<h3>Platform: {html.escape(result.platform)}</h3>" +
+            table(["what", "value"], rows(result.platform_info)))
+
+
+def _classes(result: RunResult) -> list[str]:
+    for step in result.steps:
+        if isinstance(step.outputs.get("classes"), list):
+            return [str(c) for c in step.outputs["classes"]]
+    return []
+
+
+def render(result: RunResult, results_dir: Path) -> str:
+    """The report as HTML text (results_dir: where its logs, images and sections are)."""
+    classes = _classes(result)
+    test_accuracy = next((s.metrics["accuracy"] for s in result.steps
+                          if s.kind == "evaluate" and "accuracy" in s.metrics), None)
+    placed = {s.name: where(s, result) for s in result.steps}
+    training, evaluation, serving, other = [], [], [], []
+    for step in result.steps:
+        if step.kind == "train" and step.series:
+            training.append(f"<h3>{html.escape(step.name)}</h3><div class='charts'>"
+                            + "".join(charts.training(step, test_accuracy)) + "</div>")
+        heat = charts.confusion(step, classes)
+        wrong = misclassified(step, classes, results_dir)
+        if heat or wrong:
+            evaluation.append(f"<div class='charts'>{heat}</div>{wrong}")
+        lat = charts.latency(step)
+        if lat:
+            serving.append(f"<div class='charts'>{lat}</div>")
+        if step.kind != "train":
+            other += [charts.series(step, k, v) for k, v in step.series.items()
+                      if not k.endswith("latency_ms") and v]
+
+    def section(title: str, parts: list[str]) -> str:
+        return f"<h2>{title}</h2>{''.join(parts)}" if parts else ""
+
+    timeline = charts.timeline(result, placed)
+    body = (
+        f"<h1>{html.escape(result.scenario)} on {html.escape(result.platform)} "
+        f"{badge(result.status)}</h1>"
+        f'<p class="muted">run {html.escape(result.run_id)}, started {html.escape(result.started)}'
+        f", results schema {html.escape(result.schema_version)}</p>"
+        + (f"<p>{html.escape(result.message)}</p>" if result.message else "")
+        + _headline(result)
+        + section("Timeline", [f"<div class='charts'>{timeline}</div>"] if timeline else [])
+        + "<h2>Steps</h2>" + _steps_table(result, results_dir)
+        + section("Training", training)
+        + section("Evaluation", evaluation)
+        + section("Serving", serving)
+        + section("Other series", [f"<div class='charts'>{''.join(other)}</div>"] if other else [])
+        + extra_sections(results_dir)
+        + section("Outputs", [o] if (o := _outputs(result, results_dir)) else [])
+        + "<h2>Versions</h2>" + _versions(result)
     )
-    return (f"<h3>{html.escape(step.name)}: confusion matrix (rows true, columns predicted)"
-            f"</h3><table><tr><th></th>{head}</tr>{body}</table>")
+    return page(f"minikf: {result.scenario} on {result.platform} ({result.status})", body)
 
 
 def write_html(result: RunResult, path: Path) -> None:
-    rows, plots = [], []
-    for step in result.steps:
-        metrics = ", ".join(f"{k}={v}" for k, v in step.metrics.items())
-        rows.append(
-            f"<tr><td>{html.escape(step.name)}</td><td>{html.escape(step.kind)}</td>"
-            f'<td style="color:{_COLOUR[step.status]}">{step.status}</td>'
-            f"<td>{step.duration_s:.2f}</td><td>{html.escape(metrics)}</td>"
-            f"<td>{html.escape(step.message)}</td></tr>"
-        )
-        for name, values in step.series.items():
-            plots.append(_svg_line(f"{step.name}: {name}", [float(v) for v in values]))
-    page = f"""<!doctype html><html><head><meta charset="utf-8">
-<title>minikf: {html.escape(result.scenario)}</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{border:1px solid #ccc;padding:4px}}
-table{{border-collapse:collapse}}figure{{display:inline-block;margin:1em}}</style></head><body>
-<h1>{html.escape(result.scenario)} on {html.escape(result.platform)}:
-<span style="color:{_COLOUR[result.status]}">{result.status}</span></h1>
-<p>run {html.escape(result.run_id)}, started {html.escape(result.started)},
-{result.duration_s:.1f}s. {html.escape(result.message)}</p>
-<table><tr><th>step</th><th>kind</th><th>status</th><th>seconds</th><th>metrics</th>
-<th>message</th></tr>{''.join(rows)}</table>
-<h2>Plots</h2>{''.join(plots) or '<p>No step produced a series.</p>'}
-{''.join(_confusion_table(step) for step in result.steps)}
-{_extra_sections(path.parent)}
-<h2>Versions</h2><pre>{html.escape(json.dumps(result.versions, indent=2))}</pre>
-</body></html>"""
-    files.write_text(path, page)
+    files.write_text(path, render(result, path.parent))

@@ -1,39 +1,74 @@
-"""junit.xml: one testsuite per run, one testcase per step, as CI systems render it.
+"""junit.xml: testsuites as CI systems render them (GitLab, Jenkins, GitHub test reporters).
 
-failed -> <failure>; timeout and interrupted -> <error> (type "timeout" / "interrupted"), as
-JUnit readers count a test that could not finish; skipped -> <skipped>."""
+A run is one testsuite, a step one testcase; a conformance bundle is one testsuite per platform
+and scenario. Each suite carries properties: the platform, the run and the versions of what ran.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from minikf.results.model import RunResult, Status
+from minikf.results.model import ConformanceReport, RunResult, Status
+from minikf.results.page import key_values
 from minikf.runtime import files
 
 
-def write_junit(result: RunResult, path: Path) -> None:
-    counts = {s: sum(1 for st in result.steps if st.status is s) for s in Status}
-    suite = ET.Element(
-        "testsuite", name=result.scenario, tests=str(len(result.steps)),
-        failures=str(counts[Status.FAILED]), errors=str(counts[Status.TIMEOUT] + counts[Status.INTERRUPTED]),
-        skipped=str(counts[Status.SKIPPED]), time=f"{result.duration_s:.3f}",
-    )
-    for step in result.steps:
-        case = ET.SubElement(
-            suite, "testcase", classname=f"{result.platform}.{result.scenario}",
-            name=step.name, time=f"{step.duration_s:.3f}",
-        )
+def _suite(parent: ET.Element, name: str, classname: str, steps, duration_s: float,
+           properties: list[tuple[str, str]], logs: dict[str, str] | None = None) -> ET.Element:
+    counts = {s: sum(1 for st in steps if st.status is s) for s in Status}
+    suite = ET.SubElement(
+        parent, "testsuite", name=name, tests=str(len(steps)),
+        failures=str(counts[Status.FAILED]), errors=str(counts[Status.TIMEOUT]),
+        skipped=str(counts[Status.SKIPPED]), time=f"{duration_s:.3f}")
+    props = ET.SubElement(suite, "properties")
+    for key, value in properties:
+        ET.SubElement(props, "property", name=key, value=value)
+    for step in steps:
+        case = ET.SubElement(suite, "testcase", classname=classname, name=step.name,
+                             time=f"{step.duration_s:.3f}")
         if step.status is Status.FAILED:
             ET.SubElement(case, "failure", message=step.message).text = step.message
-        elif step.status in (Status.TIMEOUT, Status.INTERRUPTED):
-            ET.SubElement(case, "error", message=step.message,
-                          type=step.status.value).text = step.message
+        elif step.status is Status.TIMEOUT:
+            ET.SubElement(case, "error", message=step.message, type="timeout").text = step.message
         elif step.status is Status.SKIPPED:
             ET.SubElement(case, "skipped", message=step.message)
-        if step.log:
-            ET.SubElement(case, "system-out").text = f"log: {step.log}"
-    root = ET.Element("testsuites")
-    root.append(suite)
-    with files.atomic_open(path, "wb") as out:
-        ET.ElementTree(root).write(out, encoding="utf-8", xml_declaration=True)
+        if logs and logs.get(step.name):
+            ET.SubElement(case, "system-out").text = f"log: {logs[step.name]}"
+    return suite
+
+
+def _write(root: ET.Element, path: Path) -> None:
+    ET.indent(root)
+    files.write_bytes(path, ET.tostring(root, encoding="utf-8", xml_declaration=True))
+
+
+def write_junit(result: RunResult, path: Path) -> None:
+    root = ET.Element("testsuites", name=f"minikf {result.scenario} on {result.platform}")
+    properties = [("platform", result.platform), ("run_id", result.run_id),
+                  ("started", result.started),
+                  *((f"version.{k}", v) for k, v in key_values(result.versions)),
+                  *((f"platform.{k}", v) for k, v in key_values(result.platform_info))]
+    _suite(root, result.scenario, f"{result.platform}.{result.scenario}", result.steps,
+           result.duration_s, properties, {s.name: s.log for s in result.steps if s.log})
+    _write(root, path)
+
+
+def write_bundle_junit(report: ConformanceReport, path: Path) -> None:
+    """One testsuite per platform and scenario, named platform/scenario."""
+    root = ET.Element("testsuites", name="minikf conformance",
+                      time=f"{report.duration_s:.3f}")
+    platforms = {p.name: p for p in report.platforms}
+    for entry in report.scenarios:
+        platform = entry.platform or report.platform
+        info = platforms.get(platform)
+        versions = info.versions if info else report.versions
+        platform_info = info.platform_info if info else report.platform_info
+        properties = [("platform", platform), ("scenario", entry.scenario),
+                      ("status", str(entry.status)), ("message", entry.message),
+                      *((f"metric.{k}", repr(v)) for k, v in entry.key_metrics.items()),
+                      *((f"version.{k}", v) for k, v in key_values(versions)),
+                      *((f"platform.{k}", v) for k, v in key_values(platform_info))]
+        _suite(root, f"{platform}/{entry.scenario}", f"{platform}.{entry.scenario}",
+               entry.steps, entry.duration_s, properties)
+    _write(root, path)

@@ -14,7 +14,7 @@ from enum import Enum
 
 # The layout of results.json and of a bundle's summary.json. A new field that old readers can
 # ignore keeps the major number; a renamed or removed one bumps it.
-SCHEMA_VERSION = "1.1"  # 1.1: the status `interrupted`
+SCHEMA_VERSION = "1.2"  # 1.1: the status `interrupted`; 1.2: StepResult.gone, the bundle's platforms
 
 
 class Status(str, Enum):
@@ -75,6 +75,9 @@ class StepResult:
     series: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
     log: str | None = None
+    gone: dict = field(default_factory=dict)
+    """Outputs that named a path in the run's work dir, too big to keep in the results dir:
+    output name -> the path it had (the value in `outputs` is then null)."""
 
     def __post_init__(self) -> None:
         self.status = Status(self.status)
@@ -112,27 +115,49 @@ class StepSummary:
     status: Status
     duration_s: float
     message: str = ""
+    kind: str = ""
 
 
 @dataclass
 class ConformanceEntry:
-    """One scenario's run in a conformance bundle."""
+    """One scenario's run on one platform in a conformance bundle."""
 
     scenario: str
     status: Status
     message: str
     duration_s: float
     steps: list[StepSummary] = field(default_factory=list)
+    platform: str = ""
+    results: str = ""
+    """The run's results dir, relative to the bundle's top folder."""
+    key_metrics: dict = field(default_factory=dict)
+    """"step.metric" -> value: what the scenario asserts on, and the journeys' headline figures."""
 
     @classmethod
-    def of(cls, result: RunResult) -> ConformanceEntry:
+    def of(cls, result: RunResult, results: str = "",
+           key_metrics: dict | None = None) -> ConformanceEntry:
         return cls(result.scenario, result.status, result.message, result.duration_s,
-                   [StepSummary(s.name, s.status, s.duration_s, s.message) for s in result.steps])
+                   [StepSummary(s.name, s.status, s.duration_s, s.message, s.kind)
+                    for s in result.steps],
+                   result.platform, results, key_metrics or {})
+
+
+@dataclass
+class PlatformSummary:
+    """One platform of a bundle: what it is, the versions it ran, how long its part took."""
+
+    name: str
+    started: str = ""
+    duration_s: float = 0.0
+    versions: dict = field(default_factory=dict)
+    platform_info: dict = field(default_factory=dict)
 
 
 @dataclass
 class ConformanceReport:
-    """A bundle's summary.json: every scenario's entry, the platform and the versions."""
+    """A bundle's summary.json: every scenario's entry (one per platform it ran on), the
+    platforms and the versions. `platform`, `versions` and `platform_info` are the first
+    platform's, as before several platforms could share a bundle."""
 
     platform: str
     started: str
@@ -141,9 +166,15 @@ class ConformanceReport:
     versions: dict = field(default_factory=dict)
     platform_info: dict = field(default_factory=dict)
     schema_version: str = SCHEMA_VERSION
+    platforms: list[PlatformSummary] = field(default_factory=list)
 
-    def count(self, status: Status | str) -> int:
-        return sum(1 for s in self.scenarios if s.status == Status(status))
+    def count(self, status: Status | str, platform: str | None = None) -> int:
+        return sum(1 for s in self.scenarios if s.status == Status(status)
+                   and (platform is None or s.platform == platform))
+
+    @property
+    def platform_names(self) -> list[str]:
+        return [p.name for p in self.platforms] or [self.platform]
 
     @property
     def status(self) -> Status:
