@@ -10,12 +10,31 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from minikf.runtime import files
 from minikf.runtime.errors import StepFailed
 from minikf.steps.base import StepContext, StepKind, StepOutcome
-from minikf.workload.evaluation import class_count, confusion, predict_classes, torch_runner
+from minikf.workload.evaluation import class_names, confusion, predict_classes, torch_runner
 from minikf.workload.fast_infer import load_exported
+
+SHOWN = 32  # misclassified test images kept as PNGs for the report
+
+
+def misclassified(x: np.ndarray, y: np.ndarray, pred: np.ndarray, folder: Path,
+                  results_dir: Path, shown: int = SHOWN) -> list[dict]:
+    """The first `shown` test images the model got wrong, as 28x28 PNGs in `folder`:
+    [{index, label, predicted, image (relative to results_dir)}]."""
+    wrong = np.flatnonzero(pred != y)[:shown]
+    folder.mkdir(parents=True, exist_ok=True)
+    found = []
+    for index in wrong.tolist():
+        pixels = np.clip(x[index].reshape(28, 28) * 255.0, 0, 255).astype(np.uint8)
+        path = folder / f"{index:05d}.png"
+        Image.fromarray(pixels).save(path, format="PNG")
+        found.append({"index": index, "label": int(y[index]), "predicted": int(pred[index]),
+                      "image": path.relative_to(results_dir).as_posix()})
+    return found
 
 
 def run(ctx: StepContext) -> StepOutcome:
@@ -38,8 +57,13 @@ def run(ctx: StepContext) -> StepOutcome:
         from minikf.workload.fast_infer import export_onnx
 
         export_onnx(model, published)
-    outputs = {"model_dir": str(published), "accuracy": accuracy,
-               "confusion": confusion(y, pred, class_count(model_dir)),
+    classes = class_names(model_dir)
+    images = Path(ctx.results_dir) / ctx.name / "misclassified"
+    shutil.rmtree(images, ignore_errors=True)
+    outputs = {"model_dir": str(published), "accuracy": accuracy, "classes": classes,
+               "confusion": confusion(y, pred, len(classes)),
+               "misclassified": misclassified(x, y, pred, images, Path(ctx.results_dir)),
+               "misclassified_total": int((pred != y).sum()),
                "predictions_sample": pred[:20].tolist(),
                "runtime": "onnxruntime" if model is None else "torch"}
     return StepOutcome(metrics={"accuracy": accuracy, "test_images": int(len(y))}, outputs=outputs)

@@ -38,7 +38,7 @@ def run(ctx: StepContext) -> StepOutcome:
     v1_url = f"{url}/v1/models/{MODEL_NAME}:predict"
     v2_url = f"{url}/v2/models/{MODEL_NAME}/infer"
     errors: list[str] = []
-    latencies: list[float] = []
+    latencies: dict[str, list[float]] = {"v1": [], "v2": []}
     v1_preds: list[int | None] = []
     v2_preds: list[int | None] = []
     with requests.Session() as session:
@@ -53,7 +53,7 @@ def run(ctx: StepContext) -> StepOutcome:
             start = time.perf_counter()
             try:
                 r1 = session.post(v1_url, json={"instances": [image.tolist()]}, headers=headers, timeout=30)
-                latencies.append((time.perf_counter() - start) * 1000)
+                latencies["v1"].append((time.perf_counter() - start) * 1000)
                 r1.raise_for_status()
                 v1_preds.append(int(r1.json()["predictions"][0]))
             except (requests.RequestException, KeyError, ValueError, IndexError) as exc:
@@ -65,7 +65,7 @@ def run(ctx: StepContext) -> StepOutcome:
             start = time.perf_counter()
             try:
                 r2 = session.post(v2_url, json=body, headers=headers, timeout=30)
-                latencies.append((time.perf_counter() - start) * 1000)
+                latencies["v2"].append((time.perf_counter() - start) * 1000)
                 r2.raise_for_status()
                 v2_preds.append(int(r2.json()["outputs"][0]["data"][0]))
             except (requests.RequestException, KeyError, ValueError, IndexError) as exc:
@@ -98,14 +98,17 @@ def run(ctx: StepContext) -> StepOutcome:
         agreement = 1.0
     with ctx.open_log() as log:
         log.writelines(line + "\n" for line in errors[:20])
+    every = latencies["v1"] + latencies["v2"]
     metrics = {
         "accuracy": correct / len(x),
         "agreement": agreement,
-        "p50_ms": _percentile(latencies, 50),
-        "p95_ms": _percentile(latencies, 95),
+        "p50_ms": _percentile(every, 50),
+        "p95_ms": _percentile(every, 95),
+        "p99_ms": _percentile(every, 99),
         "errors": len(errors),
     }
-    return StepOutcome(metrics=metrics, outputs={"predictions": v1_preds})
+    series = {f"{protocol}_latency_ms": values for protocol, values in latencies.items()}
+    return StepOutcome(metrics=metrics, outputs={"predictions": v1_preds}, series=series)
 
 
 OUTPUTS = ("accuracy", "agreement", "p50_ms", "p95_ms", "errors", "predictions")

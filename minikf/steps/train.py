@@ -41,6 +41,24 @@ def train_request(ctx: StepContext) -> TrainRequest:
     )
 
 
+def epoch_series(rows: list[dict]) -> dict[str, list[float]]:
+    """Per epoch: the job's loss, accuracy, images/s and seconds, and each worker's own as
+    rankN.NAME (where the worker recorded them: images built before they did have none)."""
+    series = {name: [r[name] for r in rows] for name in ("loss", "accuracy", "images_per_s",
+                                                         "seconds") if all(name in r for r in rows)}
+    for rank in range(len(rows[0].get("workers") or []) if rows else 0):
+        for name in ("loss", "accuracy", "images_per_s", "seconds"):
+            values = [_worker(r, rank).get(name) for r in rows]
+            if all(v is not None for v in values):
+                series[f"rank{rank}.{name}"] = values
+    return series
+
+
+def _worker(row: dict, rank: int) -> dict:
+    workers = row.get("workers") or []
+    return workers[rank] if rank < len(workers) and isinstance(workers[rank], dict) else {}
+
+
 def run(ctx: StepContext) -> StepOutcome:
     request = train_request(ctx)
     request.out.mkdir(parents=True, exist_ok=True)
@@ -53,7 +71,7 @@ def run(ctx: StepContext) -> StepOutcome:
     metrics = {"loss": last["loss"], "train_accuracy": last["accuracy"], "epochs": len(rows),
                "workers": request.workers, "images_per_s": round(last["images_per_s"], 1),
                "checkpoints": len(list((out / "checkpoints").glob("epoch-*.pt")))}
-    series = {"loss": [r["loss"] for r in rows], "accuracy": [r["accuracy"] for r in rows]}
+    series = epoch_series(rows)
     outputs = {"model_dir": str(out / "model"), "train_dir": str(out)}
     return StepOutcome(metrics=metrics, outputs=outputs, series=series)
 

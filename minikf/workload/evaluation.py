@@ -31,12 +31,18 @@ def torch_runner(model_dir: Path):
     return run, model
 
 
-def class_count(model_dir: Path) -> int:
-    """From model.json (written with the model); the journey's 10 classes if it says nothing."""
+def class_names(model_dir: Path) -> list[str]:
+    """From model.json (written with the model); 0..9 for the journey's 10 classes if it says
+    nothing."""
     try:
-        return len(json.loads((model_dir / "model.json").read_text())["classes"])
+        names = json.loads((model_dir / "model.json").read_text())["classes"]
     except (OSError, ValueError, KeyError, TypeError):
-        return 10
+        return [str(i) for i in range(10)]
+    return [str(n) for n in names] if isinstance(names, list) and names else [str(i) for i in range(10)]
+
+
+def class_count(model_dir: Path) -> int:
+    return len(class_names(model_dir))
 
 
 def confusion(y: np.ndarray, pred: np.ndarray, classes: int = 10) -> list[list[int]]:

@@ -132,10 +132,12 @@ def load_train(data_dir: Path) -> TensorDataset:
         return TensorDataset(torch.from_numpy(npz["x"]), torch.from_numpy(npz["y"]))
 
 
-def train_epoch(model, loader, optimizer, device) -> tuple[float, float, int]:
-    """One pass; returns the all-reduced mean loss, accuracy and image count."""
+def train_epoch(model, loader, optimizer, device) -> list[list[float]]:
+    """One pass; every worker's [loss sum, correct, seen, seconds], gathered on each rank (the
+    job's figures are their sums; rank 0 also records each worker's own)."""
     model.train()
-    totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen
+    started = time.monotonic()
+    totals = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, correct, seen, s
     for x, y in loader:
         x, y = x.to(device), y.to(device)
         optimizer.zero_grad()
@@ -143,17 +145,28 @@ def train_epoch(model, loader, optimizer, device) -> tuple[float, float, int]:
         loss = nn.functional.cross_entropy(logits, y)
         loss.backward()
         optimizer.step()
-        totals += torch.tensor([loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y)],
-                               dtype=torch.float64, device=device)
-    dist.all_reduce(totals)
-    loss_sum, correct, seen = totals.tolist()
-    return loss_sum / seen, correct / seen, int(seen)
+        totals += torch.tensor([loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y),
+                                0.0], dtype=torch.float64, device=device)
+    totals[3] = time.monotonic() - started
+    gathered = [torch.zeros_like(totals) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, totals)
+    return [g.tolist() for g in gathered]
 
 
-def record_epoch(out: Path, model, epoch: int, loss: float, acc: float, rate: float) -> None:
+def epoch_line(epoch: int, workers: list[list[float]], seconds: float) -> dict:
+    """metrics.jsonl's line: the job's loss, accuracy and images/s over the epoch's wall time,
+    and each worker's own (its shard's loss and accuracy, its images/s over its own time)."""
+    loss_sum, correct, seen = (sum(w[i] for w in workers) for i in range(3))
+    return {"epoch": epoch, "loss": loss_sum / seen, "accuracy": correct / seen,
+            "images_per_s": seen / seconds, "seconds": seconds,
+            "workers": [{"rank": rank, "loss": w[0] / w[2], "accuracy": w[1] / w[2],
+                         "images_per_s": w[2] / w[3] if w[3] else 0.0, "seconds": w[3]}
+                        for rank, w in enumerate(workers)]}
+
+
+def record_epoch(out: Path, model, line: dict) -> None:
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-    torch.save(model.module.state_dict(), out / "checkpoints" / f"epoch-{epoch}.pt")
-    line = {"epoch": epoch, "loss": loss, "accuracy": acc, "images_per_s": rate}
+    torch.save(model.module.state_dict(), out / "checkpoints" / f"epoch-{line['epoch']}.pt")
     with open(out / "metrics.jsonl", "a") as f:
         f.write(json.dumps(line) + "\n")
     print(json.dumps(line), flush=True)
@@ -229,9 +242,9 @@ def main(argv: list[str] | None = None) -> None:
         progress(f"epoch {epoch}/{args.epochs} (an all-reduce with the other ranks every step)")
         sampler.set_epoch(epoch)
         started = time.monotonic()
-        loss, acc, seen = train_epoch(model, loader, optimizer, device)
+        workers = train_epoch(model, loader, optimizer, device)
         if rank == 0:
-            record_epoch(args.out, model, epoch, loss, acc, seen / (time.monotonic() - started))
+            record_epoch(args.out, model, epoch_line(epoch, workers, time.monotonic() - started))
     if rank == 0:
         progress("saving the model")
         save_model(model.module.cpu(), args.out / "model")
