@@ -17,6 +17,7 @@ from typing import Any
 
 from minikf.engine import checks, reaper
 from minikf.engine.checks import step_kind
+from minikf.engine.keep import keep_outputs
 from minikf.metadata import lineage
 from minikf.platforms.base import Platform
 from minikf.results import RunResult, Status, StepResult, aggregate, versions, write_all
@@ -282,7 +283,7 @@ def _finish(run: RunResult, scenario: Scenario, lookup: _Lookup, resources: RunR
             watch: reaper.Watch) -> None:
     """Clean up, write the results, then let go of the live record and the reaper."""
     recorded = lineage.collect(run, scenario, lookup, results_dir)  # before files go
-    problems = resources.cleanup()
+    problems = keep_outputs(run, lookup.workdir, results_dir) + resources.cleanup()
     done = {s.name for s in run.steps}
     for step in scenario.steps:
         if step.name not in done:

@@ -90,7 +90,11 @@ def test_engine_records_data_model_params_and_metrics(write_scenario, local, tmp
     assert run.params["make"]["secret"] == "<secret>"
     assert run.params["make"]["argv"][3] == "${workdir}"  # not this run's temp path
     assert run.metrics["make"]["accuracy"] == 0.5
-    assert not Path(result.steps[0].outputs["model_dir"]).exists()  # cleanup still happened
+    worked_in = Path(by_name["model_dir/model.pt"].uri)  # where it was made, in the work dir
+    assert not worked_in.exists()  # cleanup still happened
+    kept = Path(result.steps[0].outputs["model_dir"])  # the results dir keeps the model
+    assert (kept / "model.pt").read_bytes() == b"weights0"
+    assert result.steps[0].outputs["data_dir"] is None and "data_dir" in result.steps[0].gone
 
 
 def test_an_unwritable_store_does_not_fail_the_run(write_scenario, local, tmp_path, monkeypatch):
