@@ -71,28 +71,52 @@ def run(
 
 
 def conformance(
-    platform: str = typer.Option("local", help=PLATFORM_HELP),
+    platform: str = typer.Option("local", help=PLATFORM_HELP + "; several, comma-separated, "
+                                 "run one after the other into one bundle, side by side"),
     results: Path = typer.Option(Path("results"), help="where the bundle is written"),
     jobs: int = typer.Option(1, "-j", "--jobs", help="scenarios run at the same time"),
     kubeconfig: str | None = typer.Option(None, help="kubernetes: kubeconfig file (default $KUBECONFIG)"),
     namespace: str | None = typer.Option(None, help="kubernetes: namespace (default: the context's)"),
 ) -> None:
-    """Run every scenario the platform can host into one results bundle (.tar.gz)."""
+    """Run every scenario the platform(s) can host into one results bundle (.tar.gz) with its
+    page (index.html), summary, JUnit and each run's report."""
     from minikf.engine.conformance import run_conformance, summary_text
-    from minikf.kube import cluster_options
-    from minikf.platforms import get_platform
     from minikf.scenario import load_scenario
 
-    target = get_platform(platform, **cluster_options(platform, kubeconfig, namespace))
+    names = _platform_names(platform, kubeconfig, namespace)
     scenarios = [load_scenario(p) for p in scenario_files()]
+    targets = []
 
     def progress(name, result):
         typer.echo(f" {result.status.mark} {name} ({result.duration_s:.1f}s)", err=True)
 
     try:
-        report, bundle = run_conformance(scenarios, target, results, jobs, progress)
+        targets += _platforms(names, kubeconfig, namespace)
+        report, bundle = run_conformance(scenarios, targets, results, jobs, progress)
     finally:
-        target.close()
+        for target in targets:
+            target.close()
     typer.echo(summary_text(report))
-    typer.echo(f"Bundle: {bundle}")
+    typer.echo(f"Bundle: {bundle} (open {bundle.name.removesuffix('.tar.gz')}/index.html)")
     raise typer.Exit(0 if report.ok else 1)
+
+
+def _platform_names(platform: str, kubeconfig: str | None, namespace: str | None) -> list[str]:
+    """`local,docker` -> its names, once each; --kubeconfig needs kubernetes among them."""
+    from minikf.kube import cluster_options
+
+    names = list(dict.fromkeys(n.strip() for n in platform.split(",") if n.strip()))
+    if not names:
+        raise typer.BadParameter("name at least one platform", param_hint="--platform")
+    cluster_options("kubernetes" if "kubernetes" in names else names[0], kubeconfig, namespace)
+    return names
+
+
+def _platforms(names: list[str], kubeconfig: str | None, namespace: str | None):
+    """Each platform as get_platform() makes it (the cluster options for kubernetes only)."""
+    from minikf.kube import cluster_options
+    from minikf.platforms import get_platform
+
+    for name in names:
+        options = cluster_options(name, kubeconfig, namespace) if name == "kubernetes" else {}
+        yield get_platform(name, **options)

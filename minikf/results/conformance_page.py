@@ -23,7 +23,7 @@ from minikf.results.page import (
     seconds,
     table,
 )
-from minikf.runtime.files import write_atomic
+from minikf.runtime import files
 
 _TINT = {"passed": "#e8f5e9", "failed": "#ffebee", "timeout": "#ffebee", "skipped": "#f3f3f3",
          "interrupted": "#fff3e0"}
@@ -178,5 +178,5 @@ def render(report: ConformanceReport) -> str:
 
 def write_index(report: ConformanceReport, folder: Path) -> Path:
     path = Path(folder) / "index.html"
-    write_atomic(path, render(report))
+    files.write_text(path, render(report))
     return path

@@ -2,11 +2,14 @@
 
 import json
 import tarfile
+from xml.etree import ElementTree as ET
 
 import jsonschema
 
-from minikf.engine.conformance import run_conformance
-from minikf.results import SCHEMA_VERSION, ConformanceReport, RunResult
+from minikf.engine.conformance import key_metrics, run_conformance
+from minikf.platforms.local import LocalPlatform
+from minikf.results import SCHEMA_VERSION, ConformanceReport, RunResult, StepResult
+from minikf.results.jsonfile import load_summary
 from minikf.results.schema import schema_path
 from minikf.scenario import load_scenario
 
@@ -41,6 +44,50 @@ def test_bundle_holds_summary_and_each_result(write_scenario, local, tmp_path):
     jsonschema.validate(summary, json.loads(schema_path(ConformanceReport).read_text()))
     jsonschema.validate(good, json.loads(schema_path(RunResult).read_text()))
     assert summary["schema_version"] == good["schema_version"] == SCHEMA_VERSION
+    assert {f"{top}/index.html", f"{top}/junit.xml", f"{top}/good/report.html"} <= set(names)
+    again = load_summary(bundle.parent / top / "summary.json")
+    assert again.scenarios[0].steps[0].kind == "command" and again.platforms[0].name == "local"
+
+
+def test_several_platforms_side_by_side(write_scenario, local, tmp_path):
+    scenarios = [load_scenario(write_scenario(text, f"{i}.yaml"))
+                 for i, text in enumerate((PASS, FAIL, GPU))]
+    other = LocalPlatform(name="otherhost")  # this host again, under another name: a real platform
+    report, bundle = run_conformance(scenarios, [local, other], tmp_path / "out")
+    assert report.platform_names == ["local", "otherhost"]
+    assert [(e.platform, e.scenario, e.results) for e in report.scenarios][:3] == [
+        ("local", "good", "local/good"), ("local", "bad", "local/bad"),
+        ("local", "needs-gpu", "local/needs-gpu")]
+    assert report.count("passed", "otherhost") == 1 and report.count("passed") == 2
+    with tarfile.open(bundle) as tar:
+        top = tar.getnames()[0].split("/")[0]
+        names = set(tar.getnames())
+        text = tar.extractfile(f"{top}/summary.txt").read().decode()
+        junit = ET.fromstring(tar.extractfile(f"{top}/junit.xml").read())
+        index = tar.extractfile(f"{top}/index.html").read().decode()
+    assert {f"{top}/local/good/report.html", f"{top}/otherhost/bad/logs/a.log"} <= names
+    header = next(line for line in text.splitlines() if line.strip().startswith("scenario"))
+    assert header.split() == ["scenario", "local", "otherhost"]
+    good = next(line for line in text.splitlines() if line.strip().startswith("good"))
+    assert good.split()[1::2] == ["passed", "passed"]
+    assert "local: passed 1, failed 1, skipped 1" in text
+    assert "otherhost: passed 1, failed 1, skipped 1" in text
+    suites = {s.get("name"): s for s in junit.iter("testsuite")}
+    assert set(suites) == {f"{p}/{s}" for p in ("local", "otherhost")
+                           for s in ("good", "bad", "needs-gpu")}
+    props = {p.get("name"): p.get("value") for p in suites["otherhost/bad"].iter("property")}
+    assert props["platform"] == "otherhost" and props["version.minikf"]
+    assert suites["otherhost/bad"].get("failures") == "1"
+    assert 'href="otherhost/good/report.html"' in index
+    assert "2 of 3" not in index and "1 of 3 scenarios passed" in index
+
+
+def test_key_metrics_are_what_the_scenario_asserts_and_the_headline_figures(write_scenario):
+    scenario = load_scenario(write_scenario(
+        "name: k\nsteps:\n  - {name: a, kind: command, args: {argv: [x]}, expect: ['rate > 1']}\n"))
+    result = RunResult("r", "k", "local", "passed", steps=[StepResult(
+        "a", "command", "passed", metrics={"rate": 2.5, "accuracy": 0.5, "noise": 3, "nan": float("nan")})])
+    assert key_metrics(scenario, result) == {"a.rate": 2.5, "a.accuracy": 0.5}
 
 
 def test_a_scenario_refused_before_it_runs_is_a_failed_entry(write_scenario, local, tmp_path):
