@@ -15,8 +15,8 @@ from minikf.results.model import (
     StepResult,
     StepSummary,
 )
-from minikf.runtime.errors import MinikfError
 from minikf.runtime import files
+from minikf.runtime.errors import MinikfError
 
 # A results.json written before the layout was versioned has no schema_version: it is 0.x.
 UNVERSIONED = "0"

@@ -7,6 +7,8 @@ the journey); otherwise the model.pt runs in PyTorch and model.onnx is exported 
 
 from __future__ import annotations
 
+import io
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +32,9 @@ def misclassified(x: np.ndarray, y: np.ndarray, pred: np.ndarray, folder: Path,
     found = []
     for index in wrong.tolist():
         pixels = np.clip(x[index].reshape(28, 28) * 255.0, 0, 255).astype(np.uint8)
-        path = folder / f"{index:05d}.png"
-        Image.fromarray(pixels).save(path, format="PNG")
+        path, png = folder / f"{index:05d}.png", io.BytesIO()
+        Image.fromarray(pixels).save(png, format="PNG")
+        files.write_bytes(path, png.getvalue())
         found.append({"index": index, "label": int(y[index]), "predicted": int(pred[index]),
                       "image": path.relative_to(results_dir).as_posix()})
     return found
@@ -69,6 +72,7 @@ def run(ctx: StepContext) -> StepOutcome:
     return StepOutcome(metrics={"accuracy": accuracy, "test_images": int(len(y))}, outputs=outputs)
 
 
-OUTPUTS = ("accuracy", "test_images", "model_dir", "confusion", "predictions_sample", "runtime")
+OUTPUTS = ("accuracy", "test_images", "model_dir", "confusion", "predictions_sample", "runtime",
+           "classes", "misclassified", "misclassified_total")
 
 KIND = StepKind("evaluate", run, outputs=OUTPUTS)
