@@ -23,7 +23,7 @@ LAYERS = [
     {"platforms"},
     {"profiles", "tuning", "appliance"},
     {"notebooks", "bench", "snapshots"},
-    {"steps"},
+    {"steps", "ui"},
     {"engine"},
     {"commands", "pytest_plugin"},
     {"cli"},

@@ -11,7 +11,7 @@ import importlib
 import typer
 
 COMMAND_MODULES = ("scenarios", "run", "serve", "pipelines", "version", "appliance", "bench",
-                   "images", "clean", "kube", "notebooks", "profiles", "runs", "snapshot")
+                   "images", "clean", "kube", "notebooks", "profiles", "runs", "snapshot", "ui")
 
 
 def register_all(app: typer.Typer) -> None:

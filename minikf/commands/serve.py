@@ -41,6 +41,17 @@ def serve(
 
             token = secrets.token_urlsafe(32)
             typer.echo(f"no --token given; requests need this bearer token (shown once): {token}", err=True)
-        run_server(model, port, host=host, token=token, name=name)
+        import os
+
+        from minikf.runtime import running
+        from minikf.workload.served_model import default_name
+
+        entry = running.register("model", os.getpid(), f"http://{host}:{port}",
+                                 model=name or default_name(model),
+                                 model_dir=str(model.resolve()), platform="minikf serve")
+        try:
+            run_server(model, port, host=host, token=token, name=name)
+        finally:
+            running.unregister(entry)
     except ModelError as exc:
         raise MinikfError(str(exc), exit_code=2) from None

@@ -14,14 +14,14 @@ def _value(value: Any) -> str:
 
 def model_digest(run: RunRecord) -> str:
     """A short id of the run's model: the sha256 of its weights file(s), '-' when none."""
-    models = _final_models(run)
+    models = final_models(run)
     weights = [a for a in models if a.name.endswith((".pt", ".pth", ".bin", ".safetensors"))]
     named = [a for a in weights if a.name.endswith("model.pt")]  # not a checkpoint
     chosen = named or weights[-1:] or models
     return chosen[0].sha256[:12] if chosen else "-"
 
 
-def _final_models(run: RunRecord) -> list[Artifact]:
+def final_models(run: RunRecord) -> list[Artifact]:
     """The model files of the last step that produced a model (evaluate's copy, else train's)."""
     models = [a for a in run.artifacts if a.kind == "model"]
     if not models:
@@ -49,7 +49,7 @@ def show(run: RunRecord) -> str:
            f"  results: {run.results_dir}"]
     if run.message:
         out.append(f"  message: {run.message}")
-    models = _final_models(run)
+    models = final_models(run)
     out.append("model:" if models else "model: none recorded (no step produced a model)")
     out += [f"  {a.step}: {a.name}  sha256:{a.sha256}  {a.size} B  {a.uri}" for a in models]
     data = [a for a in run.artifacts if a.kind == "dataset"]

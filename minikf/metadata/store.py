@@ -108,11 +108,17 @@ def _owner_only(path: Path) -> None:
 
 
 class MetadataStore:
-    """One SQLite file. Use as a context manager, or call close()."""
+    """One SQLite file. Use as a context manager, or call close(). `read_only` opens an existing
+    store without creating or changing anything (`minikf ui`)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = Path(path)
         try:
+            if read_only:
+                self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                          timeout=30)
+                self.db.execute("SELECT 1 FROM runs LIMIT 1")
+                return
             _owner_only(self.path)
             self.db = sqlite3.connect(self.path, timeout=30)
             self.db.execute("PRAGMA journal_mode=WAL")
