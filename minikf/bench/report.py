@@ -138,6 +138,62 @@ def _rows(pairs: list[tuple[str, object]]) -> str:
                    for k, v in pairs if v is not None)
 
 
+def _bars(chart_id: str, labels: list[str], series: dict[str, list], y_title: str,
+          caption: str = "", stacked: bool = False) -> str:
+    """Side-by-side (or stacked) bars, one colour per series; side by side, each value is
+    written on its bar."""
+    from minikf.results.page import PALETTE, axis, chart
+
+    def rounded(values: list) -> list:
+        return [round(v, 1) if isinstance(v, float) else v for v in values]
+
+    datasets = [{"label": name, "data": rounded(values), "backgroundColor": PALETTE[i % len(PALETTE)],
+                 **({"stack": "s"} if stacked else {})}
+                for i, (name, values) in enumerate(series.items())]
+    labels_on_bars = {"display": False} if stacked else {"anchor": "end", "align": "end", "clamp": True}
+    config = {"type": "bar", "data": {"labels": labels, "datasets": datasets}, "valueLabels": True,
+              "options": {"plugins": {"datalabels": labels_on_bars,
+                                      "legend": {"display": len(datasets) > 1}},
+                          "layout": {"padding": {"top": 18}},
+                          "scales": {"x": {"stacked": stacked},
+                                     "y": axis(y_title, beginAtZero=True, stacked=stacked)}}}
+    return chart(chart_id, config, caption)
+
+
+def _charts(result: dict) -> str:
+    """The benchmark's figures against its baseline, as bars."""
+    bench = result.get("benchmark", "?")
+    if bench == "serve" and result.get("targets"):
+        targets = result["targets"]
+        names = list(targets)
+        return (_bars("bench-serve-rps", names, {"requests/s": [targets[n].get("rps", 0) for n in names]},
+                      "requests per second", "minikf against a stock KServe ModelServer and a "
+                      "trivial HTTP handler (the ceiling), measured in the same run")
+                + _bars("bench-serve-latency", names,
+                        {q: [targets[n].get(f"{q}_ms", 0) for n in names] for q in ("p50", "p95", "p99")},
+                        "latency (ms)", "latency percentiles per server"))
+    if bench == "train":
+        parts = ""
+        if result.get("baseline_images_per_s") and result.get("harness_images_per_s"):
+            parts += _bars("bench-train-throughput", ["bare PyTorch loop", "minikf harness"],
+                           {"images/s": [result["baseline_images_per_s"],
+                                         result["harness_images_per_s"]]},
+                           "images per second", "the same training, bare and through minikf")
+        if result.get("scaling"):
+            workers = list(result["scaling"])
+            parts += _bars("bench-train-scaling", [f"{w} worker(s)" for w in workers],
+                           {"images/s": [result["scaling"][w] for w in workers]},
+                           "images per second", "throughput by number of workers")
+        return parts
+    steps = result.get("steps") or []
+    if steps:
+        return _bars("bench-journey-steps", [s["name"] for s in steps],
+                     {"workload": [s.get("workload_s", 0) for s in steps],
+                      "overhead": [s.get("overhead_s", 0) for s in steps]},
+                     "seconds", "each step's own work and what minikf added around it", stacked=True)
+    return ""
+
+
 def html_section(result: dict) -> str:
     """One benchmark result as an HTML fragment (h2, a table, the raw JSON folded away)."""
     bench = result.get("benchmark", "?")
@@ -180,7 +236,8 @@ def html_section(result: dict) -> str:
         if result.get("scaled"):
             pairs += [(f"at {result['scaled'].get('epochs')} epochs", json.dumps(result["scaled"]))]
     raw = html.escape(json.dumps(result, indent=2))
-    return (f"<section><h2>Benchmark: {html.escape(bench)}</h2><table>{_rows(pairs)}</table>"
+    return (f"<section><h2>Benchmark: {html.escape(bench)}</h2>"
+            f"<div class='charts'>{_charts(result)}</div><table>{_rows(pairs)}</table>"
             f"{extra}<details><summary>JSON</summary><pre>{raw}</pre></details></section>")
 
 
@@ -192,6 +249,7 @@ def write_report(result: dict, results_dir: Path) -> Path:
     """
     from minikf.results.html import SECTIONS_DIR, write_html
     from minikf.results.jsonfile import load_json
+    from minikf.results.page import page
 
     results_dir.mkdir(parents=True, exist_ok=True)
     sections = results_dir / SECTIONS_DIR
@@ -202,10 +260,6 @@ def write_report(result: dict, results_dir: Path) -> Path:
         write_html(load_json(run_json), results_dir / "report.html")
     else:
         body = "".join(p.read_text() for p in sorted(sections.glob("*.html")))
-        files.write_text(
-            results_dir / "report.html",
-            '<!doctype html><html><head><meta charset="utf-8"><title>minikf bench</title>'
-            "<style>body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ccc;"
-            "padding:4px}table{border-collapse:collapse}</style></head><body>"
-            f"<h1>minikf benchmarks</h1>{body}</body></html>")
+        files.write_text(results_dir / "report.html",
+                         page("minikf bench", f"<h1>minikf benchmarks</h1>{body}"))
     return results_dir / "report.html"

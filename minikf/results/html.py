@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 from pathlib import Path
 
 from minikf.results import charts
@@ -47,20 +46,22 @@ def where(step: StepResult, result: RunResult) -> str:
 
 
 def _href(path: str | None, results_dir: Path) -> str | None:
-    """A link to `path` relative to the results dir, when the file is inside it."""
+    """A link to `path` relative to the results dir. The path was written where the run was:
+    when the folder has moved since (or was unpacked from a bundle), the longest tail of it
+    that exists under the results dir is the same file."""
     if not path:
         return None
-    candidate = Path(path)
-    if not candidate.is_absolute():  # written relative to where minikf ran, or to results_dir
-        for base in (results_dir / candidate, results_dir / "logs" / candidate.name):
-            if base.exists():
-                candidate = base
-                break
-    try:
-        rel = Path(os.path.relpath(candidate.resolve(), results_dir.resolve()))
-    except ValueError:
-        return None
-    return None if rel.parts[:1] == ("..",) else rel.as_posix()
+    parts = Path(path).parts
+    for start in range(len(parts)):
+        tail = Path(*parts[start:])
+        if tail.is_absolute():
+            try:
+                tail = tail.resolve().relative_to(results_dir.resolve())
+            except ValueError:
+                continue
+        if (results_dir / tail).exists() and ".." not in tail.parts:
+            return tail.as_posix()
+    return None
 
 
 def _logs(step: StepResult, results_dir: Path) -> str:

@@ -159,7 +159,8 @@ def metric(name: str, value) -> str:
         if name.endswith("_ms"):
             return f"{number(value)} ms"
         if name.endswith("_per_s"):
-            return f"{number(value)} /s"
+            unit = name.removesuffix("_per_s").rsplit("_", 1)[-1]  # images_per_s -> images/s
+            return f"{number(value)} {unit}/s"
         if name.endswith("_s") or name == "seconds":
             return seconds(float(value))
         if name.endswith("_mb"):
