@@ -10,12 +10,13 @@ its checksums) is set to null and listed in the step's `gone` with the path it h
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 from minikf.metadata.lineage import artifact_kind
 from minikf.results.model import RunResult
+from minikf.runtime import files
+from minikf.runtime.errors import MinikfError
 
 MODEL_LIMIT = 512 << 20
 SMALL_LIMIT = 4 << 20
@@ -64,13 +65,12 @@ def keep_outputs(run: RunResult, workdir: Path, results_dir: Path) -> list[str]:
                 continue
             target = results_dir / KEPT_DIR / step.name / (label + path.suffix)
             try:
-                shutil.rmtree(target, ignore_errors=True)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if path.is_dir():
-                    shutil.copytree(path, target)
+                    files.copy_tree(path, target)
                 else:
-                    shutil.copy2(path, target)
-            except OSError as exc:
+                    files.write_bytes(target, path.read_bytes())
+            except (OSError, MinikfError) as exc:  # a full disk: said, and the run still ends
                 problems.append(f"{step.name}.{label}: not kept: {exc}")
                 step.gone[label], holder[key] = str(path), None
                 continue

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 
-from minikf.runtime.files import write_atomic
+from minikf.runtime import files
 
 
 def registry_dir() -> Path:
@@ -32,8 +32,8 @@ def register(kind: str, pid: int, url: str, **details) -> Path:
     except psutil.Error:
         created = 0.0
     path = folder / f"{kind}-{pid}-{int(time.time() * 1000)}.json"
-    write_atomic(path, json.dumps({"kind": kind, "pid": pid, "create_time": created, "url": url,
-                                   "since": time.time(), **details}))
+    files.write_text(path, json.dumps({"kind": kind, "pid": pid, "create_time": created, "url": url,
+                                       "since": time.time(), **details}), perms=0o600)
     return path
 
 

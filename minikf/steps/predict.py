@@ -111,6 +111,6 @@ def run(ctx: StepContext) -> StepOutcome:
     return StepOutcome(metrics=metrics, outputs={"predictions": v1_preds}, series=series)
 
 
-OUTPUTS = ("accuracy", "agreement", "p50_ms", "p95_ms", "errors", "predictions")
+OUTPUTS = ("accuracy", "agreement", "p50_ms", "p95_ms", "p99_ms", "errors", "predictions")
 
 KIND = StepKind("predict", run, outputs=OUTPUTS)

@@ -96,7 +96,7 @@ def test_runs_report_compare_lineage_and_running(browser, dashboard, made, monke
     found = charts(browser)
     screenshot(browser, "ui-compare")
     loss = found["compare-train.loss"]
-    assert drawn(loss) and loss["points"] == [8, 3]
+    assert drawn(loss) and loss["points"] == [8, 1]
     assert browser.find_element("css selector", "table.compare").text.count("evaluate.accuracy") == 1
 
     browser.get(f"{url}/lineage/{good}")
