@@ -84,9 +84,10 @@ def summary_text(report: ConformanceReport) -> str:
                 lines.append(f"    {name + ': ' if len(names) > 1 else ''}{entry.message}".rstrip())
     lines.append("")
     for name in names:
-        counts = (f"passed {report.count(Status.PASSED, _only(report, name))}, "
-                  f"failed {report.count(Status.FAILED, _only(report, name))}, "
-                  f"skipped {report.count(Status.SKIPPED, _only(report, name))}")
+        only = _only(report, name)
+        counts = ", ".join(f"{s} {report.count(s, only)}" for s in Status
+                           if s in (Status.PASSED, Status.FAILED, Status.SKIPPED)
+                           or report.count(s, only))
         lines.append(f"{name}: {counts}" if len(names) > 1 else counts)
     return "\n".join(lines)
 

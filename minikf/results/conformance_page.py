@@ -63,12 +63,10 @@ def publishable(report: ConformanceReport) -> str:
     for p in _platforms(report):
         only = p.name if len(_platforms(report)) > 1 else None
         total = sum(1 for e in report.scenarios if only is None or e.platform == only)
-        passed = report.count(Status.PASSED, only)
-        failed = report.count(Status.FAILED, only) + report.count(Status.TIMEOUT, only)
-        skipped = report.count(Status.SKIPPED, only)
-        lines.append(f"minikf conformance on {p.name}: {passed} of {total} scenarios passed"
-                     f"{f', {failed} failed' if failed else ''}"
-                     f"{f', {skipped} skipped (a capability the platform lacks)' if skipped else ''}"
+        others = [f"{n} {s}" + (" (a capability the platform lacks)" if s is Status.SKIPPED else "")
+                  for s in Status if s is not Status.PASSED and (n := report.count(s, only))]
+        lines.append(f"minikf conformance on {p.name}: {report.count(Status.PASSED, only)} of "
+                     f"{total} scenarios passed{''.join(', ' + o for o in others)}"
                      f" ({p.started}, {seconds(p.duration_s)}). Environment: {_environment_line(p)}.")
     return "\n".join(lines)
 

@@ -2,6 +2,8 @@
 
 A run is one testsuite, a step one testcase; a conformance bundle is one testsuite per platform
 and scenario. Each suite carries properties: the platform, the run and the versions of what ran.
+failed -> <failure>; skipped -> <skipped>; any other status but passed (timeout, a step stopped
+from outside) -> <error> of that type, as JUnit readers count a test that could not finish.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ from minikf.results.model import ConformanceReport, RunResult, Status
 from minikf.results.page import key_values
 from minikf.runtime import files
 
+_CLEAN = (Status.PASSED, Status.FAILED, Status.SKIPPED)
+
 
 def _suite(parent: ET.Element, name: str, classname: str, steps, duration_s: float,
            properties: list[tuple[str, str]], logs: dict[str, str] | None = None) -> ET.Element:
     counts = {s: sum(1 for st in steps if st.status is s) for s in Status}
+    errors = sum(n for s, n in counts.items() if s not in _CLEAN)
     suite = ET.SubElement(
         parent, "testsuite", name=name, tests=str(len(steps)),
-        failures=str(counts[Status.FAILED]), errors=str(counts[Status.TIMEOUT]),
+        failures=str(counts[Status.FAILED]), errors=str(errors),
         skipped=str(counts[Status.SKIPPED]), time=f"{duration_s:.3f}")
     props = ET.SubElement(suite, "properties")
     for key, value in properties:
@@ -29,10 +34,11 @@ def _suite(parent: ET.Element, name: str, classname: str, steps, duration_s: flo
                              time=f"{step.duration_s:.3f}")
         if step.status is Status.FAILED:
             ET.SubElement(case, "failure", message=step.message).text = step.message
-        elif step.status is Status.TIMEOUT:
-            ET.SubElement(case, "error", message=step.message, type="timeout").text = step.message
         elif step.status is Status.SKIPPED:
             ET.SubElement(case, "skipped", message=step.message)
+        elif step.status is not Status.PASSED:  # timed out, interrupted: it could not finish
+            ET.SubElement(case, "error", message=step.message,
+                          type=step.status.value).text = step.message
         if logs and logs.get(step.name):
             ET.SubElement(case, "system-out").text = f"log: {logs[step.name]}"
     return suite
