@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform as host_platform
 from importlib import metadata
 
-DISTRIBUTIONS = ("minikf", "kfp", "kserve", "torch", "pydantic")
+DISTRIBUTIONS = ("minikf", "kfp", "kserve", "torch", "onnxruntime", "numpy", "optuna", "pydantic")
 
 
 def versions() -> dict[str, str]:
