@@ -11,8 +11,11 @@ from __future__ import annotations
 import hmac
 import mimetypes
 import secrets
+import time
 from dataclasses import dataclass, field
+from html import escape
 from pathlib import Path
+from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -27,6 +30,7 @@ from minikf.runtime import running
 from minikf.ui import catalog, pages
 
 COOKIE = "minikf_ui"
+SCAN_TTL_S = 2.0
 ASSETS = Path(__file__).parent / "assets"
 _HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
             "Cache-Control": "no-store",
@@ -94,9 +98,10 @@ def _file(root: Path, relative: str) -> Response:
     if target is None:
         folder = (root / relative).resolve()
         if folder.is_dir() and folder.is_relative_to(root.resolve()):
-            links = "".join(f'<li><a href="{p.name}{"/" if p.is_dir() else ""}">{p.name}</a></li>'
-                            for p in sorted(folder.iterdir()))
-            return HTMLResponse(pages.layout(relative, f"<h1>{relative}</h1><ul>{links}</ul>"),
+            links = "".join(
+                f'<li><a href="{quote(p.name)}{"/" if p.is_dir() else ""}">{escape(p.name)}</a></li>'
+                for p in sorted(folder.iterdir()))
+            return HTMLResponse(pages.layout(relative, f"<h1>{escape(relative)}</h1><ul>{links}</ul>"),
                                 headers=_HEADERS)
         return JSONResponse({"error": f"no file {relative!r}"}, 404, headers=_HEADERS)
     kind = mimetypes.guess_type(target.name)[0] or "text/plain"
@@ -108,8 +113,15 @@ def _file(root: Path, relative: str) -> Response:
 
 
 def make_app(settings: Settings) -> Starlette:
+    cache: dict[str, tuple[float, catalog.Catalog]] = {}
+
     def scan() -> catalog.Catalog:
-        return catalog.scan(settings.dirs, settings.db)
+        """What the dirs and the store hold, looked at again after SCAN_TTL_S (a page's
+        images and logs then cost one scan, and a new run shows within seconds)."""
+        now = time.monotonic()
+        if "last" not in cache or now - cache["last"][0] > SCAN_TTL_S:
+            cache["last"] = (now, catalog.scan(settings.dirs, settings.db))
+        return cache["last"][1]
 
     def html(text: str, status: int = 200) -> HTMLResponse:
         return HTMLResponse(text, status, headers=_HEADERS)
@@ -140,7 +152,7 @@ def make_app(settings: Settings) -> Starlette:
         run_id, rest = request.path_params["run_id"], request.path_params.get("rest", "")
         entry = scan().runs.get(run_id)
         if entry is None:
-            return html(pages.layout("no such run", f"<h1>No run {run_id}</h1>"), 404)
+            return html(pages.layout("no such run", f"<h1>No run {escape(run_id)}</h1>"), 404)
         if entry.path is None:
             return html(pages.record_page(entry))
         return _file(entry.path, rest or "report.html")
@@ -166,8 +178,8 @@ def make_app(settings: Settings) -> Starlette:
         run_id = request.path_params["run_id"]
         record = catalog.store_record(run_id, settings.db)
         if record is None:
-            return html(pages.layout("lineage", f"<h1>No run {run_id} in the lineage store</h1>"),
-                        404)
+            return html(pages.layout(
+                "lineage", f"<h1>No run {escape(run_id)} in the lineage store</h1>"), 404)
         model = next((a for a in final_models(record) if a.name.endswith("model.pt")), None)
         producers = catalog.runs_with_model(model.sha256, settings.db) if model else []
         graph = pages.lineage_graph(record, producers, scan().runs, running.running("model"))
