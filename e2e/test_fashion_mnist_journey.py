@@ -25,7 +25,9 @@ def test_journey_passes_and_leaves_nothing(tmp_path):
     assert steps["predict"]["metrics"]["agreement"] == 1.0
     assert (out / "model" / "model.pt").exists()
     report = (out / "report.html").read_text()
-    assert "confusion matrix" in report and report.count("<polyline") >= 2
+    # the charts' data (the browser tests in tests/browser look at them drawn)
+    assert 'data-chart="evaluate-confusion"' in report and 'data-chart="train-loss"' in report
+    assert "Ankle boot" in report and 'data-chart="predict-latency"' in report
     assert len(steps["evaluate"]["outputs"]["confusion"]) == 10
     port = int(steps["serve"]["outputs"]["url"].rsplit(":", 1)[1])
     with socket.socket() as sock:
