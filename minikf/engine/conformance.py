@@ -69,7 +69,8 @@ def summary_text(report: ConformanceReport) -> str:
              f"{report.duration_s:.1f}s; results schema {report.schema_version})", ""]
     by = {(e.scenario, e.platform or report.platform): e for e in report.scenarios}
     scenarios = list(dict.fromkeys(e.scenario for e in report.scenarios))
-    width = max([28, *(len(s) + 2 for s in scenarios)])
+    every_key = {k for e in report.scenarios for k in e.key_metrics}
+    width = max([28, *(len(s) + 2 for s in scenarios), *(len(k) + 4 for k in every_key)])
     lines.append(f"  {'scenario':{width}}" + "".join(f"{n:18}" for n in names).rstrip())
     for scenario in scenarios:
         entries = [by.get((scenario, n)) for n in names]

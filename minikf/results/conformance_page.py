@@ -13,7 +13,7 @@ from pathlib import Path
 from minikf.results.model import ConformanceEntry, ConformanceReport, PlatformSummary, Status
 from minikf.results.page import (
     COLOUR,
-    PALETTE,
+    WIDE_PALETTE,
     axis,
     badge,
     chart,
@@ -114,7 +114,8 @@ def time_chart(report: ConformanceReport) -> str:
     for i, kind in enumerate(kinds):
         data = [round(sum(st.duration_s for st in e.steps if (st.kind or st.name) == kind), 3)
                 for _, _, e in rows]
-        datasets.append({"label": kind, "data": data, "backgroundColor": PALETTE[i % len(PALETTE)],
+        datasets.append({"label": kind, "data": data,
+                         "backgroundColor": WIDE_PALETTE[i % len(WIDE_PALETTE)],
                          "stack": "steps"})
     labels = [f"{s} ({n})" if len(names) > 1 else s for s, n, _ in rows]
     config = {"type": "bar", "data": {"labels": labels, "datasets": datasets},

@@ -117,6 +117,9 @@ class StepSummary:
     message: str = ""
     kind: str = ""
 
+    def __post_init__(self) -> None:
+        self.status = Status(self.status)
+
 
 @dataclass
 class ConformanceEntry:
@@ -132,6 +135,9 @@ class ConformanceEntry:
     """The run's results dir, relative to the bundle's top folder."""
     key_metrics: dict = field(default_factory=dict)
     """"step.metric" -> value: what the scenario asserts on, and the journeys' headline figures."""
+
+    def __post_init__(self) -> None:
+        self.status = Status(self.status)
 
     @classmethod
     def of(cls, result: RunResult, results: str = "",

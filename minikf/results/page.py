@@ -22,6 +22,9 @@ COLOUR = {"passed": "#2e7d32", "failed": "#c62828", "timeout": "#c62828", "skipp
           "interrupted": "#ef6c00"}
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf"]
+# For charts with more series than that (the bundle's step kinds): the ten above, then lighter.
+WIDE_PALETTE = [*PALETTE, "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
+                "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5"]
 
 # Hands each chart's JSON to Chart.js. Matrix cells need their size from the chart area, which
 # only a function can give; everything else is plain configuration.

@@ -6,7 +6,7 @@ from xml.etree import ElementTree as ET
 
 import jsonschema
 
-from minikf.engine.conformance import key_metrics, run_conformance
+from minikf.engine.conformance import key_metrics, run_conformance, summary_text
 from minikf.platforms.local import LocalPlatform
 from minikf.results import SCHEMA_VERSION, ConformanceReport, RunResult, StepResult
 from minikf.results.jsonfile import load_summary
@@ -47,6 +47,7 @@ def test_bundle_holds_summary_and_each_result(write_scenario, local, tmp_path):
     assert {f"{top}/index.html", f"{top}/junit.xml", f"{top}/good/report.html"} <= set(names)
     again = load_summary(bundle.parent / top / "summary.json")
     assert again.scenarios[0].steps[0].kind == "command" and again.platforms[0].name == "local"
+    assert summary_text(again) + "\n" == text  # the same summary, from the JSON
 
 
 def test_several_platforms_side_by_side(write_scenario, local, tmp_path):
