@@ -83,7 +83,8 @@ def _metrics(step: StepResult) -> str:
 
 def _steps_table(result: RunResult, results_dir: Path) -> str:
     rows = [[html.escape(s.name), html.escape(s.kind), html.escape(where(s, result)),
-             status_text(s.status), seconds(s.duration_s) if s.started else "",
+             status_text(s.status),
+             f'<span style="white-space:nowrap">{seconds(s.duration_s)}</span>' if s.started else "",
              _metrics(s), html.escape(s.message), _logs(s, results_dir)] for s in result.steps]
     return table(["step", "kind", "ran on", "status", "time", "metrics", "message", "logs"], rows,
                  cls="steps")

@@ -66,7 +66,8 @@ def runs_page(catalog: Catalog, filters: dict[str, str]) -> str:
                      f'<input type="radio" name="b" value="{rid}">',
                      f'<span style="white-space:nowrap">{html.escape(r.started[:19].replace("T", " "))}'
                      "</span>", _run_link(r), html.escape(r.scenario),
-                     html.escape(r.platform), status_text(r.status), seconds(r.duration_s),
+                     html.escape(r.platform), status_text(r.status),
+                     f'<span style="white-space:nowrap">{seconds(r.duration_s)}</span>',
                      where, f'<a href="/lineage/{quote(r.run_id)}">lineage</a>' if has_model else ""])
     problems = "".join(f'<p class="muted">{html.escape(p)}</p>' for p in catalog.problems)
     body = (f"<h1>Runs ({len(shown)} of {len(runs)})</h1>{form}"
