@@ -20,9 +20,11 @@ from tests.paths import ROOT, SCENARIOS
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SCREENSHOTS = Path(os.environ.get("MINIKF_SCREENSHOTS", ROOT / "results" / "screenshots"))
+# --remote-debugging-pipe: chromedriver talks to chromium over a pipe, so the browser opens no
+# DevTools port (an open endpoint the socket audit would rightly flag).
 FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-         "--disable-dev-shm-usage", "--window-size=1300,1000")
+         "--disable-dev-shm-usage", "--remote-debugging-pipe", "--window-size=1300,1000")
 TINY = """name: tiny-{n}
 steps:
   - {{name: work, kind: command, args: {{argv: [python, -c, "import time; time.sleep(0.{n})"]}}}}
@@ -41,9 +43,10 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """One headless chromium for the session; in CI a missing browser fails, never skips."""
+    """One headless chromium per test module, gone before other tests run in this worker
+    (whose audits see this process's children); in CI a missing browser fails, never skips."""
     missing = _missing()
     if missing:
         if os.environ.get("CI"):
