@@ -101,4 +101,4 @@ def test_an_interrupted_step_is_a_junit_error_and_no_pass(tmp_path):
     report = ConformanceReport("local", "now")
     report.scenarios = [ConformanceEntry.of(run)]
     assert report.status is Status.INTERRUPTED and not report.ok
-    assert SCHEMA_VERSION == "1.1"
+    assert SCHEMA_VERSION >= "1.1"  # the layout that added interrupted, or later
