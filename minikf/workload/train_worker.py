@@ -132,14 +132,6 @@ def load_train(data_dir: Path) -> TensorDataset:
         return TensorDataset(torch.from_numpy(npz["x"]), torch.from_numpy(npz["y"]))
 
 
-# Every tensor handed to a gloo collective stays referenced from Python for the life of the
-# process. A gloo work that outlives the Python object owns it, and freeing it then needs the GIL;
-# if gloo's thread does that while the main thread tears down the process group (joining that
-# thread with the GIL held, when the DDP model is freed), the worker hangs at exit. Seen with an
-# all_gather's outputs: rank 1 stuck in ~ProcessGroupGloo, a few times in some hundred jobs.
-_COLLECTIVE_TENSORS: list[torch.Tensor] = []
-
-
 def train_epoch(model, loader, optimizer, device) -> list[list[float]]:
     """One pass; every worker's [loss sum, correct, seen, seconds], gathered on each rank (the
     job's figures are their sums; rank 0 also records each worker's own)."""
@@ -158,7 +150,6 @@ def train_epoch(model, loader, optimizer, device) -> list[list[float]]:
     totals[3] = time.monotonic() - started
     gathered = [torch.zeros_like(totals) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, totals)
-    _COLLECTIVE_TENSORS.extend([totals, *gathered])
     return [g.tolist() for g in gathered]
 
 
