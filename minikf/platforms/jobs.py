@@ -17,6 +17,9 @@ from minikf.runtime.ports import free_port
 from minikf.runtime.processes import ProcessHandle, RunResources, stop_handle
 from minikf.workload.contract import worker_argv, worker_env
 
+# How long the other workers of a failed job get to report their own exit (see _first_failure).
+PEERS_REPORT_S = 2.0
+
 
 def describe_exit(code: int) -> str:
     """`signal SIGKILL` for a negative return code, else `code N`."""
@@ -51,19 +54,34 @@ def _stop_job(procs: list[tuple[int, Path, ProcessHandle]]) -> None:
         stop_handle(proc)
 
 
+def _first_failure(procs: list[tuple[int, Path, ProcessHandle]],
+                   settle_s: float = PEERS_REPORT_S) -> str:
+    """The message for a job one of whose workers failed, naming the cause rather than its echo:
+    when one rank dies the others soon exit too (gloo loses its peer: code 3), and a warm fork's
+    exit code arrives a moment late. So the others get `settle_s` to report, then a worker killed
+    by a signal (or lost with its warm parent) is named before one that exited with a code."""
+    deadline = time.monotonic() + settle_s
+    while time.monotonic() < deadline and any(proc.poll() is None for _, _, proc in procs):
+        time.sleep(0.05)
+    codes = {rank: proc.poll() for rank, _, proc in procs}  # before this job's own SIGTERMs
+    _stop_job(procs)
+    failed = [(rank, log, proc) for rank, log, proc in procs if codes[rank] not in (None, 0)]
+    rank, log, proc = min(failed, key=lambda f: (not (getattr(f[2], "lost", "") or codes[f[0]] < 0),
+                                                  f[0]))
+    lost = getattr(proc, "lost", "")  # a warm fork whose parent died: code unknown
+    how = f"was lost: {lost}" if lost else f"exited with {describe_exit(codes[rank])}"
+    said = last_line(log)
+    return f"worker {rank} {how}{': ' + said if said else ''} (see {log})"
+
+
 def watch_workers(procs: list[tuple[int, Path, ProcessHandle]]) -> None:
     """Wait for all workers. The first non-zero exit, or a worker stuck after another finished
     (rank_watch), stops the rest and fails the step with that worker's last log line."""
     watch = RankWatch({rank: log for rank, log, _ in procs})
     while True:
         codes = {rank: proc.poll() for rank, _, proc in procs}
-        for rank, log, proc in procs:
-            if codes[rank] not in (None, 0):
-                _stop_job(procs)
-                lost = getattr(proc, "lost", "")  # a warm fork whose parent died: code unknown
-                how = f"was lost: {lost}" if lost else f"exited with {describe_exit(codes[rank])}"
-                said = last_line(log)
-                raise StepFailed(f"worker {rank} {how}{': ' + said if said else ''} (see {log})")
+        if any(code not in (None, 0) for code in codes.values()):
+            raise StepFailed(_first_failure(procs))
         if all(code == 0 for code in codes.values()):
             return
         stuck = watch.check(codes)
