@@ -10,4 +10,7 @@ PIPELINES = {
     "basics-immediate": "minikf.pipelines.basics:immediate",
     "basics-parallel-for": "minikf.pipelines.basics:parallel_for",
     "basics-raises": "minikf.pipelines.basics:raises",
+    # The task contract every runner keeps (minikf/pipelines/contract.py).
+    "contract-probe": "minikf.pipelines.contract:task_contract",
+    "contract-exit": "minikf.pipelines.contract:exit_contract",
 }

@@ -1,5 +1,6 @@
 """kfp.local's DockerRunner as the pipeline driver uses it on the docker platform, with the gaps
-minikf fills: labels for cleanup, host network, the caller's uid, the inputs mounted."""
+minikf fills: labels for cleanup, host network, the caller's uid, the inputs mounted, and a
+task's exit status read before its container is removed."""
 
 from __future__ import annotations
 
@@ -7,6 +8,40 @@ import os
 
 from minikf.images import engine
 from minikf.images.mounts import host_paths, mounts_for
+
+
+def run_task_container(client, image: str, command: list[str], volumes: dict,
+                       **run_args) -> int:
+    """One task's container, run to its end: its output printed, its real exit status returned,
+    then it is removed.
+
+    This replaces kfp.local's `docker_task_handler.run_docker_container` (same signature).
+    kfp's starts the container with auto_remove=True and, when the container is already gone
+    by the time it asks for the exit status, returns 0: a task that fails fast (a component
+    that raises at once) is then reported as SUCCEEDED, at random (about 1 in 15 fast exits on
+    a busy 2-core machine). Here the container stays until its status is read."""
+    import docker
+
+    if ":" not in image.rsplit("/", 1)[-1]:
+        image = f"{image}:latest"
+    container = client.containers.run(image=image, command=command, detach=True, stdout=True,
+                                      stderr=True, volumes=volumes, **run_args)
+    try:
+        for chunk in container.logs(stream=True, follow=True):
+            print(chunk.decode(errors="replace"), end="", flush=True)
+        return int(container.wait()["StatusCode"])
+    finally:
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+
+
+def use_exit_status_fix() -> None:
+    """Make kfp.local's DockerRunner run every task through `run_task_container`."""
+    from kfp.local import docker_task_handler
+
+    docker_task_handler.run_docker_container = run_task_container
 
 
 def kfp_docker_runner(arguments: dict):
@@ -17,6 +52,7 @@ def kfp_docker_runner(arguments: dict):
     """
     from kfp import local
 
+    use_exit_status_fix()
     paths = [p for v in arguments.values() if isinstance(v, str) for p in host_paths([v])]
     run_id = os.environ.get("MINIKF_RUN_ID", "")
     return local.DockerRunner(
