@@ -33,3 +33,24 @@ def _minikf_home_in_tmp(tmp_path_factory, monkeypatch):
     """Live-run records (and the reapers' log) of runs made by tests go to a throwaway home."""
     if "MINIKF_HOME" not in os.environ:
         monkeypatch.setenv("MINIKF_HOME", str(tmp_path_factory.getbasetemp() / "minikf-home"))
+
+
+@pytest.fixture(scope="session")
+def docker_platform():
+    """The docker platform with its images checked; skipped, with the reason, where no Docker
+    Engine answers or the images are not built for this source."""
+    from minikf.images import engine
+    from minikf.runtime.errors import MinikfError
+
+    reason = engine.available()
+    if reason is not None:
+        pytest.skip(f"no Docker Engine: {reason}")
+    from minikf.platforms.docker import DockerPlatform
+
+    platform = DockerPlatform()
+    try:
+        platform.check_images()
+    except MinikfError as exc:
+        pytest.skip(f"images not usable: {exc.message}")
+    yield platform
+    platform.close()

@@ -49,16 +49,21 @@ def resolve_json_arguments(argv: list[str]) -> list[str]:
     return out
 
 
-def mounts_for(paths: list[str], read_only: bool = False) -> list:
-    """Bind mounts at the same path; a path under a run's work dir mounts that whole dir."""
+def mounts_for(paths: list[str], read_only: bool = False, confine: Path | None = None) -> list:
+    """Bind mounts at the same path; a path under a run's work dir mounts that whole dir. With
+    `confine` (a user's own dir), a path under it mounts it, and any other path only itself:
+    never the run dir around them, where other users' dirs are."""
     from docker.types import Mount
 
     tmp = Path(tempfile.gettempdir()).resolve()
+    own = confine.resolve() if confine is not None else None
     chosen: set[Path] = set()
     for raw in paths:
         path = Path(raw).resolve()
         rel = path.relative_to(tmp).parts if path.is_relative_to(tmp) else ()
-        if rel and rel[0].startswith("minikf-"):
+        if own is not None and path.is_relative_to(own):
+            path = own
+        elif own is None and rel and rel[0].startswith("minikf-"):
             path = tmp / rel[0]  # the run's work dir: outputs land beside the inputs
         chosen.add(path)
     top = [p for p in chosen if not any(p != q and p.is_relative_to(q) for q in chosen)]

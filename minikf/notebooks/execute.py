@@ -6,15 +6,20 @@ inserted after it. The kernel runs in `cwd` with private Jupyter/IPython dirs un
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
-from traitlets import List, Unicode
+from nbclient.exceptions import CellExecutionError, DeadKernelError
+from traitlets import Any
 
+from minikf.platforms.base import Command
+from minikf.platforms.jobs import describe_exit
 from minikf.profiles.store import private_dir, write_private
 from minikf.runtime.errors import MinikfError
 from minikf.runtime.lifeline import with_run_id
@@ -30,6 +35,13 @@ def inject_parameters(nb: nbformat.NotebookNode, params: dict) -> None:
     nb.cells.insert(tagged[0] + 1 if tagged else 0, cell)
 
 
+KernelArgv = Callable[[Command], list[str]]
+"""How the kernel's command line runs: Platform.command_argv for the run (on this host, under a
+profile's quota, or in a container)."""
+
+KERNEL_ENV = ("JUPYTER_RUNTIME_DIR", "IPYTHONDIR")
+
+
 def kernel_env(cwd: Path, run_id: str = "") -> dict[str, str]:
     """The kernel's environment: private Jupyter dirs, and the run's marker (lifeline.py), by
     which a reaper finds the kernel, which runs in a session of its own, if minikf is killed."""
@@ -38,26 +50,29 @@ def kernel_env(cwd: Path, run_id: str = "") -> dict[str, str]:
             "IPYTHONDIR": str(private_dir(private / "ipython"))}
 
 
-class _PrefixedSpecs(KernelSpecManager):
-    """Kernel specs whose command runs under a prefix (a profile's quota wrapper)."""
+class _PlatformSpecs(KernelSpecManager):
+    """Kernel specs whose command runs where the platform says (`command_argv`)."""
 
-    prefix = List(Unicode())
+    command_argv = Any()
+    cwd = Any()
+    paths = Any()
 
     def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
         spec = super().get_kernel_spec(kernel_name)
         argv = list(spec.argv)
         if argv and argv[0].startswith("python"):  # jupyter_client resolves only a leading one
             argv[0] = sys.executable
-        spec.argv = [*self.prefix, *argv]
+        spec.argv = self.command_argv(Command(argv, list(KERNEL_ENV), self.cwd, list(self.paths)))
         return spec
 
 
 def execute_notebook(path: Path, params: dict, cwd: Path, output: Path, timeout: float,
-                     on_client=None, kernel_prefix: list[str] | None = None,
-                     run_id: str = "") -> nbformat.NotebookNode:
+                     on_client=None, kernel_argv: KernelArgv | None = None,
+                     paths: list[Path] = (), run_id: str = "") -> nbformat.NotebookNode:
     """Run every cell; write the executed notebook to `output` (0600) even when a cell fails.
 
-    `kernel_prefix` goes in front of the kernel's command (e.g. a profile's quota wrapper)."""
+    `kernel_argv` makes the kernel's command line (e.g. under a profile's quota, or a container
+    that reaches `cwd` and `paths`); the connection file and sockets are in `cwd`."""
     try:
         nb = nbformat.read(path, as_version=4)
     except (OSError, nbformat.ValidationError, ValueError) as exc:
@@ -67,10 +82,19 @@ def execute_notebook(path: Path, params: dict, cwd: Path, output: Path, timeout:
                             resources={"metadata": {"path": str(cwd)}})
     # ZMQ over Unix sockets in a private dir: the kernel opens no TCP port at all.
     client.km = client.create_kernel_manager()
-    if kernel_prefix:
-        client.km.kernel_spec_manager = _PrefixedSpecs(prefix=list(kernel_prefix))
+    if kernel_argv is not None:
+        client.km.kernel_spec_manager = _PlatformSpecs(command_argv=kernel_argv, cwd=cwd,
+                                                       paths=list(paths))
     client.km.transport = "ipc"
     client.km.ip = str(private_dir(cwd / ".jupyter" / "ipc") / "kernel")
+    runtime = private_dir(cwd / ".jupyter" / "runtime")  # where a kernel in a container sees it
+    client.km.connection_file = str(runtime / f"kernel-{uuid.uuid4().hex[:8]}.json")
+    started: dict = {}  # the kernel's process, kept: nbclient's cleanup drops it before we look
+
+    def keep_process(**_) -> None:
+        started["process"] = getattr(client.km.provisioner, "process", None)
+
+    client.on_notebook_start = keep_process
     if on_client is not None:
         on_client(client)  # lets the caller shut the kernel down on timeout or Ctrl-C
     try:
@@ -80,6 +104,17 @@ def execute_notebook(path: Path, params: dict, cwd: Path, output: Path, timeout:
             o.get("output_type") == "error" for o in c.get("outputs", []))), None)
         where = f"cell {failed + 1}" if failed is not None else "a cell"
         raise MinikfError(f"{path}: {where} failed: {exc.ename}: {exc.evalue}") from None
+    except (DeadKernelError, RuntimeError) as exc:
+        if not isinstance(exc, DeadKernelError) and "Kernel died" not in str(exc):
+            raise
+        process = started.get("process")
+        try:  # the kernel's process may still be on its way out (a container being removed)
+            code = process.wait(timeout=10) if process is not None else None
+        except subprocess.TimeoutExpired:
+            code = None
+        how = f"exited with {describe_exit(code)}" if code is not None else "died"
+        hint = " (137: killed, e.g. over its memory quota)" if code in (137, -9) else ""
+        raise MinikfError(f"{path}: the kernel {how}{hint}") from None
     finally:
         write_private(output, nbformat.writes(nb))
     return nb

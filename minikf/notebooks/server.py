@@ -19,11 +19,13 @@ from pathlib import Path
 import psutil
 import requests
 
+from minikf.platforms.base import Platform
 from minikf.profiles.quota import limited_argv
+from minikf.profiles.runs import ProfilePlatform
 from minikf.profiles.store import Profile, list_profiles, private_dir, write_private
 from minikf.runtime.errors import MinikfError
 from minikf.runtime.ports import free_port
-from minikf.runtime.processes import kill_tree
+from minikf.runtime.processes import kill_tree, stop_handle
 from minikf.runtime.waiting import http_probe, wait_until
 
 READY_TIMEOUT = 60.0
@@ -53,7 +55,8 @@ def token_file(profile: Profile) -> Path:
     return profile.dir / "notebook.token"
 
 
-def server_argv(profile: Profile, port: int) -> list[str]:
+def jupyter_argv(profile: Profile, port: int) -> list[str]:
+    """The Jupyter server's command line (no quota wrapper)."""
     argv = [sys.executable, "-m", "jupyter_server", "--ServerApp.ip=127.0.0.1",
             f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
             "--ServerApp.open_browser=False", "--ServerApp.terminals_enabled=False",
@@ -64,16 +67,35 @@ def server_argv(profile: Profile, port: int) -> list[str]:
             "--KernelManager.transport=ipc"]
     if os.geteuid() == 0:
         argv.append("--allow-root")  # containers and CI run as root
-    return limited_argv(profile, argv)
+    return argv
 
 
-def server_env(profile: Profile, token: str) -> dict[str, str]:
+def server_argv(profile: Profile, port: int) -> list[str]:
+    """The Jupyter server's command line under the profile's quota (rlimits), on this host."""
+    return limited_argv(profile, jupyter_argv(profile, port))
+
+
+def jupyter_env(profile: Profile, token: str) -> dict[str, str]:
+    """What the server needs besides the usual environment: the token, its private dirs."""
     private = private_dir(profile.dir / "jupyter")
-    return {**os.environ, "JUPYTER_TOKEN": token,
+    return {"JUPYTER_TOKEN": token,
             "JUPYTER_RUNTIME_DIR": str(private_dir(private / "runtime")),
             "JUPYTER_CONFIG_DIR": str(private_dir(private / "config")),
             "JUPYTER_DATA_DIR": str(private_dir(private / "data")),
             "IPYTHONDIR": str(private_dir(private / "ipython"))}
+
+
+def server_env(profile: Profile, token: str) -> dict[str, str]:
+    return {**os.environ, **jupyter_env(profile, token)}
+
+
+def _stop(proc) -> None:
+    """A container by its own stop; a process by its whole tree (kernels start sessions of
+    their own, outside its process group)."""
+    if callable(getattr(proc, "stop", None)):
+        stop_handle(proc)
+    else:
+        kill_tree(proc.pid)
 
 
 def wait_ready(url: str, token: str, proc: subprocess.Popen, log_path: Path) -> None:
@@ -84,11 +106,14 @@ def wait_ready(url: str, token: str, proc: subprocess.Popen, log_path: Path) -> 
                proc=proc, detail=lambda: f"; see {log_path}")
 
 
-def start_notebook(profile: Profile, port: int | None = None, resources=None) -> tuple[NotebookServer, str]:
+def start_notebook(profile: Profile, port: int | None = None, resources=None,
+                   platform: Platform | None = None) -> tuple[NotebookServer, str]:
     """Start the user's Jupyter server and return it and its token (to show once).
 
-    With `resources` (a scenario run) the server is tracked and stopped with the run;
-    without (the CLI) it runs detached until `minikf notebooks stop`.
+    With `resources` and `platform` (a scenario run) the server is the user's workload on that
+    platform (docker: a container of the runtime image with the user's quota and only the
+    user's dir), tracked and stopped with the run; without (the CLI) it runs on this host,
+    detached, until `minikf notebooks stop`.
     """
     current = find_notebook(profile)
     if current is not None:
@@ -99,26 +124,29 @@ def start_notebook(profile: Profile, port: int | None = None, resources=None) ->
     token = secrets.token_urlsafe(32)
     write_private(token_file(profile), token + "\n")
     log_path = profile.dir / "notebook.log"
-    argv, env = server_argv(profile, port), server_env(profile, token)
+    write_private(log_path, "")
     if resources is not None:
-        proc = resources.spawn(argv, log_path, env=env, cwd=profile.work_dir)
-        # Kernels run in sessions of their own: stop the whole tree, not only the group.
-        resources.on_cleanup(lambda: (kill_tree(proc.pid), _forget(profile)))
+        as_user = ProfilePlatform(platform, profile) if platform is not None else None
+        proc = as_user.launch(jupyter_argv(profile, port), jupyter_env(profile, token), log_path,
+                              resources) if as_user else \
+            resources.spawn(server_argv(profile, port), log_path, env=server_env(profile, token),
+                            cwd=profile.work_dir)
+        resources.on_cleanup(lambda: (_stop(proc), _forget(profile)))
     else:
-        write_private(log_path, "")
         with open(log_path, "ab") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=env, cwd=profile.work_dir,
+            proc = subprocess.Popen(server_argv(profile, port), stdout=log,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=server_env(profile, token), cwd=profile.work_dir,
                                     start_new_session=True)
-    os.chmod(log_path, 0o600)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, token, proc, log_path)
     except MinikfError:  # NotReady
-        kill_tree(proc.pid)
+        _stop(proc)
         raise
-    server = NotebookServer(profile.name, proc.pid, port, url,
-                            psutil.Process(proc.pid).create_time(), str(token_file(profile)))
+    pid = getattr(proc, "host_pid", proc.pid)  # a container: its init's pid on this host
+    server = NotebookServer(profile.name, pid, port, url, psutil.Process(pid).create_time(),
+                            str(token_file(profile)))
     write_private(_state_file(profile), json.dumps(asdict(server)))
     return server, token
 

@@ -12,7 +12,11 @@ The hooks, in the order a journey meets them:
 - `launch(argv, env, log_path, resources)`: start one workload process; returns a
   `ProcessHandle` tracked by `resources`; `launch_driver(...)`: where a pipeline's driver runs
   (by default the same as `launch`); `quota_argv(argv)`: argv wrapped for processes started
-  without `launch` (a notebook kernel), by default unchanged;
+  without `launch`, by default unchanged; `command_argv(command, resources)`: the command line
+  for a process a library starts itself (nbclient's Jupyter kernel), run where workloads run;
+- `limited(limits)`: this platform with every workload held to a user's limits by the platform
+  itself (docker: cgroups, the user's own dir mounted), or None where it cannot (a profile then
+  wraps each process in rlimits);
 - `run_training(request, resources, status)`: one job of N workers that leaves model/ and
   metrics.jsonl in `request.out`; by default N `launch`ed worker processes (jobs.py);
 - `serve_model(request, resources, status)`: a served model's local URL; by default the model
@@ -68,6 +72,31 @@ class ServeRequest:
     timeout_s: float
 
 
+@dataclass(frozen=True)
+class UserLimits:
+    """What one user's workloads are held to (a profile's quota): whole CPU cores, MiB of memory,
+    and the user's own dir, the only part of a run's dir that their workloads may see."""
+
+    user: str
+    cpus: int
+    memory_mb: int
+    home: Path
+
+
+@dataclass
+class Command:
+    """A process that a library starts from a command line (nbclient's Jupyter kernel).
+
+    `env` names the variables it needs; the library hands them to the process it starts, and a
+    platform that runs it elsewhere passes them through by name (never on a command line).
+    `paths`: host paths it must reach besides those on its command line and `cwd`."""
+
+    argv: list[str]
+    env: list[str] = field(default_factory=list)
+    cwd: Path | None = None
+    paths: list[Path] = field(default_factory=list)
+
+
 def no_status(text: str) -> None:
     """The default status hook: nothing shown."""
 
@@ -103,6 +132,16 @@ class Platform:
     def quota_argv(self, argv: list[str]) -> list[str]:
         """argv as it must run for processes not started by `launch`; by default unchanged."""
         return argv
+
+    def command_argv(self, command: Command, resources: RunResources) -> list[str]:
+        """The command line that runs `command` where this platform runs workloads, for a
+        library to start; by default `quota_argv(command.argv)`, a process on this host."""
+        return self.quota_argv(command.argv)
+
+    def limited(self, limits: UserLimits) -> Platform | None:
+        """This platform with every workload it starts held to `limits` by the platform itself;
+        None (the default) where it cannot: a profile then wraps each process in rlimits."""
+        return None
 
     def run_training(self, request: TrainRequest, resources: RunResources,
                      status: StatusHook = no_status) -> None:

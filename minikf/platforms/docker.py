@@ -7,11 +7,19 @@ bind-mounted at the same path, and containers run as the caller's uid:gid so wha
 write belongs to the caller. Everything carries the label minikf.run=<run id>: the run's
 cleanup removes it, also on failure and Ctrl-C, and `minikf clean` removes what a crashed
 run left behind.
+
+A user's workloads (`limited`: a profile's quota) are containers of their own: `--cpus` and
+`--memory` (no swap beyond it) from the quota, enforced by the kernel's cgroups, so a container
+over its memory is stopped and says so; only the user's own dir is mounted of the run's dir.
+A process that a library starts itself (nbclient's kernel) is a `docker run` of the same
+container (`command_argv`).
 """
 
 from __future__ import annotations
 
+import copy
 import os
+import shutil
 import sys
 import threading
 import time
@@ -22,13 +30,14 @@ from pathlib import Path
 from minikf.images import engine
 from minikf.images.build import WORKLOAD
 from minikf.images.mounts import host_paths, mounts_for, resolve_json_arguments, resolve_paths
-from minikf.platforms.base import Platform
+from minikf.platforms.base import Command, Platform, UserLimits
 from minikf.runtime.errors import MinikfError
 from minikf.runtime.processes import ProcessHandle, RunResources, kill_process_group
 from minikf.workload.contract import SERVER_MODULE
 
 RUNTIME = "minikf/runtime:latest"
 SERVER = "minikf/server:latest"
+USER_LABEL = "minikf.user"  # the profile a container runs for
 
 
 def _run_id(resources) -> str:
@@ -47,6 +56,9 @@ class ContainerHandle:
     container: object
     log_path: Path
     returncode: int | None = None
+    memory_mb: int | None = None
+    exit_reason: str | None = None
+    """Why it ended, when its exit code does not say: over its memory quota, removed."""
     _logger: threading.Thread | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -56,6 +68,11 @@ class ContainerHandle:
     @property
     def pid(self) -> str:
         return self.container.short_id
+
+    @property
+    def host_pid(self) -> int:
+        """The host pid of the container's first process (its init)."""
+        return int(self.container.attrs["State"]["Pid"])
 
     def _copy_logs(self) -> None:
         import docker
@@ -76,10 +93,16 @@ class ContainerHandle:
         try:
             self.container.reload()
         except docker.errors.NotFound:
-            self.returncode = -9 if self.returncode is None else self.returncode
+            self.returncode = -9
+            self.exit_reason = "was removed while it ran (its container is gone: docker rm, minikf clean)"
             return self.returncode
         if self.container.status in ("exited", "dead"):
-            self.returncode = int(self.container.attrs["State"]["ExitCode"])
+            state = self.container.attrs["State"]
+            if state.get("OOMKilled"):
+                quota = f"its memory quota of {self.memory_mb} MiB" if self.memory_mb \
+                    else "the memory it may use"
+                self.exit_reason = f"killed: over {quota} (OOMKilled)"
+            self.returncode = int(state["ExitCode"])
             self._logger.join(5)
         return self.returncode
 
@@ -112,9 +135,12 @@ class DockerPlatform(Platform):
     # and e2e/test_docker_journey.py; `metadata`: the engine's lineage store records docker runs
     # like any other (the snapshot and metadata scenarios pass here).
     capabilities: frozenset[str] = field(
-        default_factory=lambda: frozenset({"pipelines", "training", "serving", "metadata"}))
+        default_factory=lambda: frozenset({"pipelines", "training", "serving", "metadata", "tuning",
+                                   "notebooks", "isolation"}))
     runtime_image: str = RUNTIME
     server_image: str = SERVER
+    limits: UserLimits | None = None
+    """Set on the copy `limited` returns: every container of it is the user's."""
 
     def __post_init__(self) -> None:
         self._client = engine.client()  # no engine, no permission: one clear MinikfError here
@@ -125,6 +151,9 @@ class DockerPlatform(Platform):
     def describe(self) -> dict:
         """The engine's version and the images (content tag, Python) the workloads ran in."""
         info = {**super().describe(), "docker": self._client.version().get("Version")}
+        if self.limits is not None:
+            info["limits"] = {"user": self.limits.user, "cpus": self.limits.cpus,
+                              "memory_mb": self.limits.memory_mb, "enforced_by": "docker cgroups"}
         for key, ref in (("runtime_image", self.runtime_image), ("server_image", self.server_image)):
             image = self._image(ref)
             tags = [t for t in (image.tags if image else []) if not t.endswith(":latest")]
@@ -189,26 +218,73 @@ class DockerPlatform(Platform):
             client.close()
         return [f"removed {line}" for line in found] + problems  # problems: "could not ..."
 
-    def launch(self, argv: list[str], env: dict[str, str], log_path: Path,
-               resources: RunResources) -> ContainerHandle:
-        """Run argv in a container (server image for the model server, else the runtime image)."""
+    def limited(self, limits: UserLimits) -> DockerPlatform:
+        """This platform for one user: their containers get `--cpus`, `--memory` (no swap beyond
+        it) and, of a run's dir, only the user's own dir mounted."""
+        held = copy.copy(self)
+        held.limits = limits
+        return held
+
+    def _container(self, argv: list[str], paths: list[str], resources: RunResources) -> dict:
+        """The `containers.run` arguments of one workload (image, command, mounts, user, labels,
+        limits), shared by `launch` and `command_argv`."""
         self.check_images()
         run_id = _run_id(resources)
         self._track(resources, run_id)
         command = [resolve_paths(token) for token in argv]
         if command and (command[0] == sys.executable or Path(command[0]).name.startswith("python")):
             command[0] = "python3"  # the image's venv python
-        image = self.server_image if SERVER_MODULE in command else self.runtime_image
+        labels = {engine.RUN_LABEL: run_id, engine.OWNER_LABEL: "1",
+                  engine.PROCESS_LABEL: engine.this_process()}
+        confine = None
+        limits: dict = {}
+        if self.limits is not None:
+            labels[USER_LABEL] = self.limits.user
+            confine = self.limits.home
+            memory = f"{self.limits.memory_mb}m"
+            limits = {"nano_cpus": self.limits.cpus * 10**9, "mem_limit": memory,
+                      "memswap_limit": memory}
+        return dict(
+            image=self.server_image if SERVER_MODULE in command else self.runtime_image,
+            command=command, network_mode="host", user=f"{os.getuid()}:{os.getgid()}",
+            mounts=mounts_for(host_paths(command) + host_paths(paths), confine=confine),
+            labels=labels, name=f"minikf-{run_id}-{uuid.uuid4().hex[:6]}", init=True, **limits)
+
+    def launch(self, argv: list[str], env: dict[str, str], log_path: Path,
+               resources: RunResources) -> ContainerHandle:
+        """Run argv in a container (server image for the model server, else the runtime image);
+        host paths in argv and in env's values are mounted at the same path."""
+        spec = self._container(argv, list(env.values()), resources)
         log_path = Path(log_path)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        container = self._client.containers.run(
-            image, command, detach=True, environment=dict(env), network_mode="host",
-            mounts=mounts_for(host_paths(command)), user=f"{os.getuid()}:{os.getgid()}",
-            labels={engine.RUN_LABEL: run_id, engine.OWNER_LABEL: "1",
-                    engine.PROCESS_LABEL: engine.this_process()},
-            name=f"minikf-{run_id}-{uuid.uuid4().hex[:6]}", init=True,
-        )
-        return ContainerHandle(container, log_path)
+        container = self._client.containers.run(detach=True, environment=dict(env), **spec)
+        return ContainerHandle(container, log_path,
+                               memory_mb=self.limits.memory_mb if self.limits else None)
+
+    def command_argv(self, command: Command, resources: RunResources) -> list[str]:
+        """`docker run` of the workload container for `command`, in the foreground: the
+        library that starts it talks to it as to a local process (signals pass through,
+        its exit code is the container's); `command.env` passes through by name."""
+        docker_cli = shutil.which("docker")
+        if docker_cli is None:
+            raise MinikfError("the docker command line is needed to run this process in a "
+                              "container (Debian: apt-get install docker.io, or docker-ce-cli)", 2)
+        paths = [str(p) for p in command.paths] + ([str(command.cwd)] if command.cwd else [])
+        spec = self._container(command.argv, paths, resources)
+        # stderr only: a kernel that finds no parent pid prints its connection banner on stdout
+        argv = [docker_cli, "run", "--rm", "--init", "--attach=stderr", "--network",
+                spec["network_mode"], "--user", spec["user"], "--name", spec["name"]]
+        argv += [f"--label={key}={value}" for key, value in spec["labels"].items()]
+        for mount in spec["mounts"]:
+            argv.append(f"--mount=type=bind,source={mount['Source']},target={mount['Target']}"
+                        + (",readonly" if mount.get("ReadOnly") else ""))
+        argv += [f"--env={name}" for name in command.env]
+        if command.cwd is not None:
+            argv.append(f"--workdir={command.cwd}")
+        if self.limits is not None:
+            argv += [f"--cpus={self.limits.cpus}", f"--memory={spec['mem_limit']}",
+                     f"--memory-swap={spec['memswap_limit']}"]
+        return [*argv, spec["image"], *spec["command"]]
 
     def launch_driver(self, argv: list[str], env: dict[str, str], log_path: Path,
                       resources: RunResources) -> ProcessHandle:

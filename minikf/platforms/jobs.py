@@ -31,6 +31,17 @@ def describe_exit(code: int) -> str:
     return f"code {code}"
 
 
+def how_it_ended(handle: ProcessHandle) -> str:
+    """`exited with code 3`, `exited with signal SIGKILL`, or what the handle knows better: a
+    warm fork whose parent died (`was lost: ...`), a container (`killed: over its memory quota
+    of 512 MiB (OOMKilled)`)."""
+    lost = getattr(handle, "lost", "")  # a warm fork whose parent died: code unknown
+    if lost:
+        return f"was lost: {lost}"
+    reason = getattr(handle, "exit_reason", None)
+    return reason or f"exited with {describe_exit(handle.returncode)}"
+
+
 def worker_log(request: TrainRequest, rank: int) -> Path:
     return request.log_path.with_name(f"{request.log_path.stem}-worker-{rank}.log")
 
@@ -66,10 +77,9 @@ def _first_failure(procs: list[tuple[int, Path, ProcessHandle]],
     codes = {rank: proc.poll() for rank, _, proc in procs}  # before this job's own SIGTERMs
     _stop_job(procs)
     failed = [(rank, log, proc) for rank, log, proc in procs if codes[rank] not in (None, 0)]
-    rank, log, proc = min(failed, key=lambda f: (not (getattr(f[2], "lost", "") or codes[f[0]] < 0),
-                                                  f[0]))
-    lost = getattr(proc, "lost", "")  # a warm fork whose parent died: code unknown
-    how = f"was lost: {lost}" if lost else f"exited with {describe_exit(codes[rank])}"
+    rank, log, proc = min(failed, key=lambda f: (not (getattr(f[2], "lost", "") or codes[f[0]] < 0
+                                                       or getattr(f[2], "exit_reason", None)), f[0]))
+    how = how_it_ended(proc)
     said = last_line(log)
     return f"worker {rank} {how}{': ' + said if said else ''} (see {log})"
 

@@ -4,24 +4,36 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from minikf.platforms.base import Platform
+from minikf.platforms.base import Command, Platform, UserLimits
 from minikf.profiles.quota import check_workers, limited_argv, run_slot
 from minikf.profiles.store import Profile
 from minikf.runtime.processes import ProcessHandle, RunResources
 
 
+def user_limits(profile: Profile) -> UserLimits:
+    return UserLimits(user=profile.name, cpus=profile.quota.cpus,
+                      memory_mb=profile.quota.memory_mb, home=profile.dir)
+
+
 @dataclass
 class ProfilePlatform(Platform):
-    """Wraps a platform so every workload process it launches runs under the profile's quota."""
+    """Wraps a platform so every workload process it launches runs under the profile's quota:
+    enforced by the platform where it can (docker: each container's cgroup), else by rlimits
+    around each process (minikf.profiles.limits)."""
 
     inner: Platform
     profile: Profile
     outer: RunResources | None = None
     """A run's resources that should also stop these processes (a run started from a step)."""
+    held: Platform | None = field(default=None, init=False, repr=False)
+    """The inner platform holding the profile's workloads to its quota itself, if it can."""
+
+    def __post_init__(self) -> None:
+        self.held = self.inner.limited(user_limits(self.profile))
 
     @property
     def name(self) -> str:
@@ -32,8 +44,9 @@ class ProfilePlatform(Platform):
         return self.inner.capabilities
 
     def describe(self) -> dict:
-        return {**self.inner.describe(), "profile": self.profile.name,
-                "quota": self.profile.quota.model_dump()}
+        return {**(self.held or self.inner).describe(), "profile": self.profile.name,
+                "quota": self.profile.quota.model_dump(),
+                "quota_enforced_by": self.inner.name if self.held else "rlimits"}
 
     def missing(self, required: list[str]) -> list[str]:
         return self.inner.missing(required)
@@ -42,13 +55,21 @@ class ProfilePlatform(Platform):
         """Nothing: a warm parent would run outside the profile's quota."""
 
     def quota_argv(self, argv: list[str]) -> list[str]:
-        """argv under the profile's quota, for processes not started by `launch` (a kernel)."""
-        return limited_argv(self.profile, argv)
+        """argv under the profile's quota (unchanged where the platform holds it)."""
+        return argv if self.held else limited_argv(self.profile, argv)
+
+    def command_argv(self, command: Command, resources: RunResources) -> list[str]:
+        if self.held:
+            return self.held.command_argv(command, resources)
+        wrapped = Command(limited_argv(self.profile, command.argv), command.env, command.cwd,
+                          command.paths)
+        return self.inner.command_argv(wrapped, resources)
 
     def launch(self, argv: list[str], env: dict[str, str], log_path: Path,
                resources: RunResources) -> ProcessHandle:
-        proc = self.inner.launch(self.quota_argv(argv), env=env, log_path=log_path,
-                                 resources=resources)
+        target = self.held or self.inner
+        proc = target.launch(self.quota_argv(argv), env=env, log_path=log_path,
+                             resources=resources)
         if self.outer is not None:  # the outer step's timeout or Ctrl-C stops it too
             self.outer.adopt(proc)
         return proc

@@ -40,7 +40,8 @@ def wait_until(probe: Callable[[], T | None], *, what: str, timeout_s: float,
     last = "no answer yet"
     while True:
         if proc is not None and proc.poll() is not None:
-            raise NotReady(f"{what} exited {proc.returncode} before it was ready{detail()}")
+            ended = getattr(proc, "exit_reason", None) or f"exited {proc.returncode}"
+            raise NotReady(f"{what} {ended} before it was ready{detail()}")
         try:
             value = probe()
         except Retry as exc:

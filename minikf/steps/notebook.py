@@ -22,10 +22,13 @@ def run(ctx: StepContext) -> StepOutcome:
     executed = private_dir(ctx.results_dir / "notebooks") / path.name
     try:
         # the engine's step timeout is the one that fires; stop_kernel cleans up after it
+        # where the platform runs workloads (in a container on docker), under the user's quota
+        # when run as a user (minikf profiles run); it reaches the host paths among the parameters
         execute_notebook(path, params, cwd, executed, ctx.timeout + 60,
                          on_client=lambda c: ctx.resources.on_cleanup(lambda: stop_kernel(c)),
-                         # as a user (minikf profiles run): the kernel runs under the user's quota too
-                         kernel_prefix=ctx.platform.quota_argv([]),
+                         kernel_argv=lambda command: ctx.platform.command_argv(command, ctx.resources),
+                         paths=[Path(v) for v in params.values()
+                                if isinstance(v, str) and v.startswith("/")],
                          run_id=ctx.resources.run_id)
     except MinikfError as exc:
         raise StepFailed(f"step {ctx.name!r}: {exc.message} (executed notebook: {executed})") from None

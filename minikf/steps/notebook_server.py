@@ -15,7 +15,8 @@ def run(ctx: StepContext) -> StepOutcome:
     user = str(ctx.arg("user", kind=str))
     port = int(ctx.arg("port", 0, (int, str))) or None
     try:
-        server, _token = start_notebook(load_profile(user, home), port, resources=ctx.resources)
+        server, _token = start_notebook(load_profile(user, home), port, resources=ctx.resources,
+                                        platform=ctx.platform)
     except MinikfError as exc:
         raise StepFailed(f"step {ctx.name!r}: {exc.message}") from None
     return StepOutcome(outputs={"url": server.url, "pid": server.pid, "user": user,

@@ -17,8 +17,9 @@ import optuna
 import torch
 
 from minikf.platforms.base import Platform
+from minikf.platforms.jobs import how_it_ended
 from minikf.runtime.ports import free_port
-from minikf.runtime.processes import RunResources, kill_process_group
+from minikf.runtime.processes import RunResources, stop_handle
 from minikf.tuning.spec import TuningSpec
 from minikf.workload.contract import worker_argv, worker_env
 from minikf.workload.model import FashionCNN
@@ -138,13 +139,13 @@ def run_trial(trial: optuna.Trial, spec: TuningSpec, env: TrialEnv, scorer: Chec
         trial.set_user_attr("epochs_run", epoch)
         if epoch < params["epochs"] and trial.should_prune():  # the last one saves nothing
             for proc in procs:
-                kill_process_group(proc)
+                stop_handle(proc)  # a process group, or a container
             log(f"trial {trial.number} stopped early at epoch {epoch}: {metric}={value:.4f}")
             raise optuna.TrialPruned(f"{metric}={value:.4f} at epoch {epoch}")
-    bad = [(rank, p.returncode) for rank, p in enumerate(procs) if p.returncode != 0]
+    bad = [(rank, p) for rank, p in enumerate(procs) if p.returncode != 0]
     problem = ""
     if bad:
-        problem = (f"trial {trial.number}: worker {bad[0][0]} exited with {bad[0][1]} "
+        problem = (f"trial {trial.number}: worker {bad[0][0]} {how_it_ended(bad[0][1])} "
                    f"(see {env.logs / f'trial-{trial.number}-worker-{bad[0][0]}.log'})")
     elif scored != params["epochs"]:
         problem = f"trial {trial.number}: {scored} of {params['epochs']} epochs recorded"

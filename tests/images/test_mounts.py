@@ -49,3 +49,22 @@ def test_a_run_work_dir_is_mounted_whole_and_nested_paths_once(tmp_path):
         for path in sorted(work.rglob("*"), reverse=True):
             path.rmdir()
         work.rmdir()
+
+
+def test_a_users_paths_mount_their_own_dir_and_never_the_run_dir_around_it(tmp_path):
+    work = Path(tempfile.mkdtemp(prefix="minikf-test-"))
+    try:
+        alice = work / "home" / "profiles" / "alice"
+        (alice / "work").mkdir(parents=True)
+        (work / "home" / "profiles" / "bob").mkdir()
+        (work / "data").mkdir()
+        paths = [str(alice / "work"), str(alice / "jupyter"), str(work / "data"), str(tmp_path)]
+        mounts = dp.mounts_for(paths, confine=alice)
+        assert sorted(m["Source"] for m in mounts) == sorted(
+            os.path.realpath(p) for p in (alice, work / "data", tmp_path))
+        # without a user, the same paths mount the whole run dir (bob's dir with it)
+        assert os.path.realpath(work) in {m["Source"] for m in dp.mounts_for(paths)}
+    finally:
+        import shutil
+
+        shutil.rmtree(work)

@@ -201,3 +201,85 @@ def test_a_notebook_run_as_a_user_runs_under_their_quota(tmp_path, write_scenari
     assert result.ok, result.message
     assert result.steps[0].metrics == {"cpus": 1, "memory_mb": 3000}
     assert _kernels() == []
+
+
+CGROUP_LIMITS = (
+    "import json, os, pathlib, sys\n"
+    "def read(*names):\n"
+    "    for name in names:\n"
+    "        if os.path.exists(name):\n"
+    "            return open(name).read().split()\n"
+    "memory = read('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes')\n"
+    "cpu = read('/sys/fs/cgroup/cpu.max', '/sys/fs/cgroup/cpu/cpu.cfs_quota_us')\n"
+    "period = read('/sys/fs/cgroup/cpu/cpu.cfs_period_us') or cpu[1:]\n"
+    "pathlib.Path(out_dir).mkdir(parents=True, exist_ok=True)\n"
+    "(pathlib.Path(out_dir) / 'metrics.json').write_text(json.dumps({\n"
+    "    'in_image': int(sys.prefix == '/opt/minikf'),\n"
+    "    'memory_mb': int(memory[0]) // 2**20, 'cpus': int(cpu[0]) / int(period[0])}))")
+
+
+@pytest.mark.slow
+def test_a_notebook_run_as_a_user_on_docker_runs_in_their_container(tmp_path, write_scenario,
+                                                                    docker_platform):
+    """The kernel is a container of the runtime image with the user's quota as its cgroup."""
+    from minikf.images import engine
+    from minikf.profiles import Quota
+    from minikf.profiles.runs import run_as
+
+    path = _notebook(tmp_path / "q.ipynb", "out_dir = 'out'", CGROUP_LIMITS)
+    profile, _ = create_profile("alice", Quota(cpus=1, memory_mb=700), home=tmp_path / "home")
+    result, _ = run_as(profile, load_scenario(write_scenario(AS_USER.format(path=path))),
+                       docker_platform, run_scenario)
+    assert result.ok, result.message
+    assert result.steps[0].metrics == {"in_image": 1, "memory_mb": 700, "cpus": 1.0}
+    cli = engine.client()
+    assert cli.containers.list(all=True, filters={"label": f"minikf.run={result.run_id}"}) == []
+    cli.close()
+
+
+@pytest.mark.slow
+def test_a_kernel_over_its_memory_quota_on_docker_is_stopped_and_said(tmp_path, write_scenario,
+                                                                     docker_platform):
+    from minikf.profiles import Quota
+    from minikf.profiles.runs import run_as
+
+    path = _notebook(tmp_path / "big.ipynb", "x = 1", "b = bytearray(1 << 30)")
+    profile, _ = create_profile("alice", Quota(cpus=1, memory_mb=256), home=tmp_path / "home")
+    result, _ = run_as(profile, load_scenario(write_scenario(AS_USER.format(path=path))),
+                       docker_platform, run_scenario)
+    assert result.status == "failed"
+    assert "big.ipynb: the kernel exited with code 137 (137: killed, e.g. over its memory " \
+           "quota)" in result.steps[0].message
+
+
+@pytest.mark.slow
+def test_a_users_notebook_server_on_docker_is_their_container(tmp_path, docker_platform):
+    """JupyterLab in the runtime image: the user's quota and dir only, 127.0.0.1, a token."""
+    from minikf.images import engine
+    from minikf.notebooks.server import start_notebook
+    from minikf.runtime.processes import RunResources
+
+    home = tmp_path / "home"
+    profile, _ = create_profile("alice", home=home)
+    create_profile("bob", home=home)
+    resources = RunResources(run_id=f"nbtest{os.getpid()}")
+    cli = engine.client()
+    try:
+        server, token = start_notebook(profile, resources=resources, platform=docker_platform)
+        container, = cli.containers.list(filters={"label": f"minikf.run={resources.run_id}"})
+        assert container.labels["minikf.user"] == "alice"
+        assert [m["Source"] for m in container.attrs["Mounts"]] == [str(profile.dir.resolve())]
+        assert container.attrs["HostConfig"]["Memory"] == profile.quota.memory_mb << 20
+        assert server.alive() and server.url.startswith("http://127.0.0.1:")
+        listening = {c.laddr.ip for c in psutil.net_connections("inet")
+                     if c.status == psutil.CONN_LISTEN and c.laddr.port == server.port}
+        assert listening == {"127.0.0.1"}
+        assert requests.get(f"{server.url}/api/contents", timeout=10).status_code == 403
+        ok = requests.get(f"{server.url}/api/contents", timeout=10,
+                          headers={"Authorization": f"token {token}"})
+        assert ok.status_code == 200
+    finally:
+        assert resources.cleanup() == []
+    assert cli.containers.list(all=True, filters={"label": f"minikf.run={resources.run_id}"}) == []
+    assert not server.alive()
+    cli.close()

@@ -164,12 +164,13 @@ def test_capabilities_are_what_works_and_other_scenarios_skip(tmp_path):
     from minikf.scenario.schema import load_scenario
 
     platform = _platform()
-    assert platform.capabilities == {"pipelines", "training", "serving", "metadata"}
-    scenario_file = tmp_path / "nb.yaml"
-    scenario_file.write_text("name: nb\nrequires: [notebooks]\nsteps:\n"
+    assert platform.capabilities == {"pipelines", "training", "serving", "metadata", "tuning",
+                                     "notebooks", "isolation"}
+    scenario_file = tmp_path / "gpu.yaml"
+    scenario_file.write_text("name: g\nrequires: [gpu]\nsteps:\n"
                              "  - name: s\n    kind: command\n    args: {argv: [true]}\n")
     result = run_scenario(load_scenario(scenario_file), platform, tmp_path / "results")
-    assert result.status == "skipped" and "notebooks" in result.message
+    assert result.status == "skipped" and "gpu" in result.message
 
 
 @pytest.mark.timeout(900)
@@ -206,3 +207,85 @@ def test_a_base_without_python_is_one_clear_error_and_leaves_no_container(docker
         assert docker_client.containers.list(all=True, filters={"ancestor": tag}) == []
     finally:
         docker_client.images.remove(tag, force=True)
+
+
+def _alice(workdir: Path, memory_mb: int = 512):
+    from minikf.platforms.base import UserLimits
+
+    home = workdir / "home" / "profiles" / "alice"
+    (home / "work").mkdir(parents=True)
+    (workdir / "home" / "profiles" / "bob").mkdir(parents=True)
+    return UserLimits(user="alice", cpus=1, memory_mb=memory_mb, home=home)
+
+
+def test_a_users_container_has_their_quota_and_only_their_dir(work, docker_client):
+    platform = _platform()
+    run_id, workdir = work
+    limits = _alice(workdir)
+    held = platform.limited(limits)
+    assert held.limits == limits and platform.limits is None  # the platform itself is unchanged
+    resources = RunResources(run_id=run_id)
+    out = limits.home / "work" / "seen.txt"
+    profiles = workdir / "home" / "profiles"  # in the code, not named on the command line
+    code = (f"import os, sys; open(sys.argv[1], 'w').write(repr(sorted(os.listdir({str(profiles)!r}))))")
+    handle = held.launch(["python3", "-c", code, str(out)], {}, limits.home / "w.log", resources)
+    assert handle.wait(timeout=60) == 0, (limits.home / "w.log").read_text()
+    # a path in alice's dir mounts her dir, not the run dir around it: bob's is not there
+    assert out.read_text() == "['alice']"
+    container, = _labelled(docker_client, run_id)
+    host = container.attrs["HostConfig"]
+    assert (host["NanoCpus"], host["Memory"], host["MemorySwap"]) == (10**9, 512 << 20, 512 << 20)
+    assert [m["Source"] for m in container.attrs["Mounts"]] == [str(limits.home.resolve())]
+    assert container.labels["minikf.user"] == "alice"
+    assert resources.cleanup() == []
+
+
+def test_a_container_over_its_memory_quota_is_stopped_and_says_so(work):
+    from minikf.platforms.jobs import watch_workers
+    from minikf.runtime.errors import StepFailed
+
+    platform = _platform()
+    run_id, workdir = work
+    held = platform.limited(_alice(workdir, memory_mb=128))
+    resources = RunResources(run_id=run_id)
+    log = workdir / "oom.log"
+    started = time.monotonic()
+    # 1 GiB, touched: far over 128 MiB, and there is no swap to slow it down instead
+    handle = held.launch(["python3", "-c", "b = bytearray(1 << 30); print('survived')"], {}, log,
+                         resources)
+    with pytest.raises(StepFailed) as caught:
+        watch_workers([(0, log, handle)])
+    assert time.monotonic() - started < 60
+    assert caught.value.message == (f"worker 0 killed: over its memory quota of 128 MiB "
+                                    f"(OOMKilled) (see {log})")
+    assert handle.returncode == 137 and "survived" not in log.read_text()
+    assert resources.cleanup() == []
+
+
+def test_a_library_started_process_runs_in_the_users_container(work, docker_client):
+    """`command_argv` as nbclient uses it for a kernel: a foreground `docker run` whose exit
+    code, working dir, env (passed by name) and mounts are the workload container's."""
+    from minikf.platforms.base import Command
+
+    platform = _platform()
+    run_id, workdir = work
+    limits = _alice(workdir)
+    resources = RunResources(run_id=run_id)
+    data = workdir / "data"
+    data.mkdir()
+    (data / "x.txt").write_text("data")
+    code = ("import os, sys; print(os.getcwd(), os.environ['KERNEL_DIR'], open(sys.argv[1]).read(),"
+            " os.path.exists(sys.argv[2]), file=sys.stderr); sys.exit(4)")
+    bob = workdir / "home" / "profiles" / "bob"
+    code = code.replace("sys.argv[2]", repr(str(bob)))
+    command = Command([sys.executable, "-c", code, str(data / "x.txt")], env=["KERNEL_DIR"],
+                      cwd=limits.home / "work", paths=[data])
+    argv = platform.limited(limits).command_argv(command, resources)
+    assert "--memory=512m" in argv and "--cpus=1" in argv
+    assert not any("=" in a and "KERNEL_DIR=" in a for a in argv)  # the value is not on argv
+    proc = subprocess.run(argv, env={**os.environ, "KERNEL_DIR": "/k"}, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 4, proc.stderr
+    assert proc.stderr.split() == [str((limits.home / "work").resolve()), "/k", "data", "False"]
+    assert _labelled(docker_client, run_id) == []  # --rm: gone when it ends
+    assert resources.cleanup() == []

@@ -87,14 +87,18 @@ def test_missing_data_is_named(write_scenario, local, tmp_path):
 
 
 @pytest.mark.slow
-def test_search_names_best_trial_and_stops_a_diverging_one(write_scenario, local, tmp_path, data_dir):
+@pytest.mark.parametrize("platform_name", ["local", "docker"])
+def test_search_names_best_trial_and_stops_a_diverging_one(write_scenario, request, tmp_path,
+                                                           data_dir, platform_name):
+    """On docker the trials' workers are containers: the pruned one is stopped as a container."""
+    platform = request.getfixturevalue("local" if platform_name == "local" else "docker_platform")
     # Seed 6 draws lr 0.003, 0.003, 0.5 (checked with optuna's RandomSampler): two good trials
     # complete, then the diverging one must be stopped after its first epoch.
     spec = {"algorithm": "random", "seed": 6, "max_trials": 3, "parallel_trials": 1,
             "early_stopping": {"min_trials_required": 2, "start_step": 1},
             "parameters": [{"name": "lr", "type": "categorical", "values": [0.003, 0.5]},
                            {"name": "epochs", "type": "categorical", "values": [2]}]}
-    result = _run(write_scenario, local, tmp_path, data_dir, spec)
+    result = _run(write_scenario, platform, tmp_path, data_dir, spec)
     assert result.status == "passed", result.message
     step = result.steps[0]
     report = json.loads((tmp_path / "r" / "tuning" / "tune.json").read_text())
@@ -118,7 +122,7 @@ def test_failed_trials_count_against_the_budget(write_scenario, local, tmp_path,
     message = result.steps[0].message
     assert result.status == "failed"
     assert "1 trials failed (max_failed_trials 0)" in message
-    assert "worker 0 exited with 7" in message and "trial-0-worker-0.log" in message
+    assert "worker 0 exited with code 7" in message and "trial-0-worker-0.log" in message
 
 
 @pytest.mark.slow
