@@ -1,8 +1,8 @@
 """Ctrl-C in the middle of a docker journey: every container of the run is gone afterwards.
 
-The journeys themselves run as the scenario items (`pytest e2e --platform docker`, the extra
-line in .ci/run); this checks the interrupted path, which no scenario can: during the
-2-container training, and during a kfp.local.DockerRunner task of the pipeline.
+The journeys themselves run as the conformance suite on docker (`minikf conformance --platform
+docker`, the last lines of .ci/run); this checks the interrupted path, which no scenario can:
+during the 2-container training, and during a kfp.local.DockerRunner task of the pipeline.
 Skipped, with the reason, where no Docker Engine answers or the images are not built.
 """
 
