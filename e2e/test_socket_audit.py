@@ -2,9 +2,10 @@
 
 The isolation journey (which runs the whole Fashion-MNIST journey as a user, then serves a
 model, two JupyterLab servers and the profiles API) and the notebook journey run in this
-process; a sampler thread records every TCP socket in LISTEN state held by this process's
-children (so only this run's processes, even beside other xdist workers), also short-lived
-ones such as the training rendezvous. While the servers are up, each listener is probed:
+process, on local and on docker; a sampler thread records every TCP socket in LISTEN state held
+by this process's children and by the processes in the run's containers (so only this run's,
+even beside other xdist workers), also short-lived ones such as the training rendezvous.
+While the servers are up, each listener is probed:
  - bound to loopback;
  - an HTTP request without a token is refused (401/403, or a redirect to a login page);
    the only non-HTTP listener allowed is ipykernel's output pipe (ZMQ PULL on 127.0.0.1,
@@ -29,6 +30,7 @@ import pytest
 import requests
 
 from minikf.engine.runner import run_scenario
+from minikf.platforms import docker as docker_platform
 from minikf.platforms.local import LocalPlatform
 from minikf.runtime.sockets import listening_sockets
 from minikf.scenario import load_scenario
@@ -47,19 +49,40 @@ def _identity(proc: psutil.Process) -> tuple[int, float]:
 
 
 class ListenSampler(threading.Thread):
-    """Records (ip, port) -> cmdline of every LISTEN socket of this process's descendants that
-    started after the sampler: a server another test of this worker keeps for its session (a
-    session fixture) is not the run's."""
+    """Records (ip, port) -> cmdline of every LISTEN socket of this process's descendants and of
+    the processes in the containers of `run_ids` (host network: their sockets are the host's)
+    that started after the sampler: a server another test of this worker keeps for its session
+    (a session fixture) is not the run's."""
 
-    def __init__(self) -> None:
+    def __init__(self, run_ids: set[str] | None = None) -> None:
         super().__init__(daemon=True)
         self.seen: dict[tuple[str, int], str] = {}
         self.stop = threading.Event()
         self.before = {_identity(p) for p in psutil.Process().children(recursive=True)}
+        self.run_ids = run_ids if run_ids is not None else set()
+        self._client = None
+
+    def _container_processes(self) -> list[psutil.Process]:
+        if not self.run_ids:
+            return []
+        if self._client is None:
+            from minikf.images import engine
+
+            self._client = engine.client()
+        found = []
+        for run_id in list(self.run_ids):
+            for container in self._client.containers.list(
+                    filters={"label": f"minikf.run={run_id}"}, ignore_removed=True):
+                try:
+                    root = psutil.Process(int(container.attrs["State"]["Pid"]))
+                    found += [root, *root.children(recursive=True)]
+                except (psutil.Error, ValueError):
+                    continue
+        return found
 
     def current(self) -> dict[tuple[str, int], str]:
         found = {}
-        for proc in psutil.Process().children(recursive=True):
+        for proc in [*psutil.Process().children(recursive=True), *self._container_processes()]:
             try:
                 if _identity(proc) in self.before:
                     continue
@@ -133,7 +156,7 @@ def files_with_tokens(root: Path, tokens: list[str]) -> list[str]:
 
 
 def audit(tmp_path: Path, monkeypatch, scenario_name: str, probe_at: str,
-          params: dict | None = None) -> dict:
+          params: dict | None = None, platform=None) -> dict:
     issued: list[str] = []
     real = secrets.token_urlsafe
 
@@ -143,7 +166,16 @@ def audit(tmp_path: Path, monkeypatch, scenario_name: str, probe_at: str,
         return token
 
     monkeypatch.setattr(secrets, "token_urlsafe", recording)
-    sampler = ListenSampler()
+    run_ids: set[str] = set()  # the runs (the journey's, a user's inside it) that made containers
+    real_run_id = docker_platform._run_id
+
+    def recording_run_id(resources) -> str:
+        run_id = real_run_id(resources)
+        run_ids.add(run_id)
+        return run_id
+
+    monkeypatch.setattr(docker_platform, "_run_id", recording_run_id)
+    sampler = ListenSampler(run_ids)
     report: dict = {"probed": {}, "problems": []}
 
     def progress(name: str, result) -> None:
@@ -157,8 +189,8 @@ def audit(tmp_path: Path, monkeypatch, scenario_name: str, probe_at: str,
     results = tmp_path / "results"
     sampler.start()
     try:
-        run = run_scenario(load_scenario(SCENARIOS / f"{scenario_name}.yaml"), LocalPlatform(),
-                           results, params=params, progress=progress)
+        run = run_scenario(load_scenario(SCENARIOS / f"{scenario_name}.yaml"),
+                           platform or LocalPlatform(), results, params=params, progress=progress)
     finally:
         sampler.stop.set()
         sampler.join(5)
@@ -173,10 +205,20 @@ def audit(tmp_path: Path, monkeypatch, scenario_name: str, probe_at: str,
     return report
 
 
+def _platform(name: str):
+    if name == "local":
+        return LocalPlatform()
+    from tests.containers import docker_platform_or_skip
+
+    return docker_platform_or_skip()
+
+
 @pytest.mark.slow
-def test_isolation_journey_sockets(tmp_path, monkeypatch):
+@pytest.mark.parametrize("platform", ["local", "docker"])
+def test_isolation_journey_sockets(tmp_path, monkeypatch, platform):
     home = tmp_path / "home"
-    report = audit(tmp_path, monkeypatch, "isolation", "access", {"home": str(home)})
+    report = audit(tmp_path, monkeypatch, "isolation", "access", {"home": str(home)},
+                   _platform(platform))
     commands = " ".join(report["probed"].values())
     # the model server, two JupyterLab servers and the profiles API were all probed
     assert "minikf.workload.server" in commands
@@ -187,7 +229,8 @@ def test_isolation_journey_sockets(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_notebook_journey_sockets(tmp_path, monkeypatch):
-    report = audit(tmp_path, monkeypatch, "notebook", "predict")
+@pytest.mark.parametrize("platform", ["local", "docker"])
+def test_notebook_journey_sockets(tmp_path, monkeypatch, platform):
+    report = audit(tmp_path, monkeypatch, "notebook", "predict", platform=_platform(platform))
     assert "minikf.workload.server" in " ".join(report["probed"].values())
     assert report["problems"] == []

@@ -37,20 +37,9 @@ def _minikf_home_in_tmp(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def docker_platform():
-    """The docker platform with its images checked; skipped, with the reason, where no Docker
-    Engine answers or the images are not built for this source."""
-    from minikf.images import engine
-    from minikf.runtime.errors import MinikfError
+    """The docker platform with its images checked (tests/containers.py)."""
+    from tests.containers import docker_platform_or_skip
 
-    reason = engine.available()
-    if reason is not None:
-        pytest.skip(f"no Docker Engine: {reason}")
-    from minikf.platforms.docker import DockerPlatform
-
-    platform = DockerPlatform()
-    try:
-        platform.check_images()
-    except MinikfError as exc:
-        pytest.skip(f"images not usable: {exc.message}")
+    platform = docker_platform_or_skip()
     yield platform
     platform.close()
