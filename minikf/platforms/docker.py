@@ -131,12 +131,10 @@ class ContainerHandle:
 @dataclass
 class DockerPlatform(Platform):
     name: str = "docker"
-    # Only what is implemented and tested on this platform: see tests/platforms/test_docker.py
-    # and e2e/test_docker_journey.py; `metadata`: the engine's lineage store records docker runs
-    # like any other (the snapshot and metadata scenarios pass here).
-    capabilities: frozenset[str] = field(
-        default_factory=lambda: frozenset({"pipelines", "training", "serving", "metadata", "tuning",
-                                   "notebooks", "isolation"}))
+    # Only what is implemented and tested here: every scenario passes on docker (CI runs the
+    # conformance suite on it). Not `gpu`: containers can have one (--gpus), no machine here had.
+    capabilities: frozenset[str] = field(default_factory=lambda: frozenset(
+        {"pipelines", "training", "serving", "metadata", "tuning", "notebooks", "isolation"}))
     runtime_image: str = RUNTIME
     server_image: str = SERVER
     limits: UserLimits | None = None
