@@ -103,6 +103,21 @@ def test_notebook_step_timeout_stops_its_kernel(tmp_path, write_scenario):
     assert _kernels() == []
 
 
+@pytest.mark.slow
+def test_notebook_step_timeout_on_docker_leaves_no_kernel_container(tmp_path, write_scenario,
+                                                                    docker_platform):
+    from minikf.images import engine
+
+    path = _notebook(tmp_path / "slow.ipynb", "x = 1", "import time\ntime.sleep(120)")
+    scenario = load_scenario(write_scenario(SLOW.format(path=path)))
+    result = run_scenario(scenario, docker_platform, tmp_path / "results")
+    assert result.steps[0].status == "timeout", result.steps[0].message
+    assert _kernels() == []
+    cli = engine.client()
+    assert cli.containers.list(all=True, filters={"label": f"minikf.run={result.run_id}"}) == []
+    cli.close()
+
+
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "minikf.cli", "notebooks", *args], capture_output=True,
                           text=True, env={**os.environ, "MINIKF_HOME": str(home)}, timeout=120, check=False)
