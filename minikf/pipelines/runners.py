@@ -30,11 +30,18 @@ def run_task_container(client, image: str, command: list[str], volumes: dict,
         for chunk in container.logs(stream=True, follow=True):
             print(chunk.decode(errors="replace"), end="", flush=True)
         return int(container.wait()["StatusCode"])
+    except docker.errors.NotFound:  # removed by someone else: its status is unknown, not 0
+        print(f"the task's container {container.short_id} was removed before its exit status "
+              "was read (docker rm, minikf clean)", flush=True)
+        return 1
     finally:
         try:
             container.remove(force=True)
         except docker.errors.NotFound:
             pass
+        except docker.errors.APIError as exc:  # e.g. a removal already under way elsewhere
+            print(f"could not remove the task's container {container.short_id}: "
+                  f"{exc.explanation}", flush=True)
 
 
 def use_exit_status_fix() -> None:

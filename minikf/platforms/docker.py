@@ -309,8 +309,9 @@ def _raise_problems(problems: list[str]) -> None:
 def leftovers(client, run_id: str | None = None) -> list[str]:
     """`kind name (run id)` for each container, network and volume a run left."""
     label = f"{engine.RUN_LABEL}={run_id}" if run_id else engine.RUN_LABEL
-    found = [f"container {engine.container_name(c)} ({(c.get('Labels') or {}).get(engine.RUN_LABEL)})"
-             for c in engine.labelled_containers(client, label)]
+    found = [f"container {c.name} ({c.labels.get(engine.RUN_LABEL)})"
+             for c in client.containers.list(all=True, filters={"label": label},
+                                             ignore_removed=True)]
     found += [f"network {n.name}" for n in client.networks.list(filters={"label": label})]
     found += [f"volume {v.name}" for v in client.volumes.list(filters={"label": label})]
     return found
@@ -322,18 +323,12 @@ def remove_labelled(client, run_id: str | None = None) -> list[str]:
 
     label = f"{engine.RUN_LABEL}={run_id}" if run_id else engine.RUN_LABEL
     problems = []
-    for entry in engine.labelled_containers(client, label):
-        try:
-            client.api.remove_container(entry["Id"], force=True)
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError as exc:
-            if exc.status_code != 409:  # 409: its removal is already in progress elsewhere
-                problems.append(f"could not remove container {engine.container_name(entry)}: {exc}")
-        except docker.errors.DockerException as exc:
-            problems.append(f"could not remove container {engine.container_name(entry)}: {exc}")
-    for kind in ("networks", "volumes"):
-        for obj in getattr(client, kind).list(filters={"label": label}):
+    for kind in ("containers", "networks", "volumes"):
+        collection = getattr(client, kind)
+        # ignore_removed: a container going away while listed (a kernel's, removed as it ends)
+        listing = collection.list(all=True, filters={"label": label}, ignore_removed=True) \
+            if kind == "containers" else collection.list(filters={"label": label})
+        for obj in listing:
             try:
                 obj.remove(force=True) if kind == "volumes" else obj.remove()
             except docker.errors.NotFound:

@@ -142,3 +142,36 @@ def test_the_docker_driver_reads_each_task_status_before_removing_its_container(
 
         remove_labelled(cli, label)
         cli.close()
+
+
+def test_a_task_container_removed_while_it_runs_is_a_failure(platforms):
+    """Someone else's `docker rm` (or `minikf clean`) mid-task: the status is unknown, which is
+    a failure, never the success kfp's own runner reports."""
+    import threading
+    import time
+
+    from minikf.pipelines.runners import run_task_container
+
+    cli = engine.client()
+    label = f"parity-{uuid.uuid4().hex[:6]}"
+
+    def remove_soon() -> None:
+        for _ in range(100):
+            found = cli.containers.list(filters={"label": f"{engine.RUN_LABEL}={label}"})
+            if found:
+                found[0].remove(force=True)
+                return
+            time.sleep(0.1)
+
+    remover = threading.Thread(target=remove_soon)
+    remover.start()
+    try:
+        code = run_task_container(cli, "minikf/runtime", ["sleep", "60"], {},
+                                  labels={engine.RUN_LABEL: label}, init=True)
+        remover.join()
+        assert code != 0
+    finally:
+        from minikf.platforms.docker import remove_labelled
+
+        remove_labelled(cli, label)
+        cli.close()
