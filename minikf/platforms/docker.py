@@ -330,7 +330,7 @@ def remove_labelled(client, run_id: str | None = None) -> list[str]:
             if kind == "containers" else collection.list(filters={"label": label})
         for obj in listing:
             try:
-                obj.remove(force=True) if kind == "volumes" else obj.remove()
+                obj.remove() if kind == "networks" else obj.remove(force=True)
             except docker.errors.NotFound:
                 pass
             except docker.errors.DockerException as exc:
@@ -344,10 +344,10 @@ def orphans(client, run_id: str | None = None) -> list[str]:
     containers name a process that still runs (PROCESS_LABEL) is another command's live run."""
     label = f"{engine.RUN_LABEL}={run_id}" if run_id else engine.RUN_LABEL
     runs: dict[str, bool] = {}  # run id -> some container of it has a living owner
-    for container in engine.labelled_containers(client, label):
-        labels = container.get("Labels") or {}
-        rid = labels.get(engine.RUN_LABEL, "")
-        owned = engine.process_alive(labels.get(engine.PROCESS_LABEL))
+    for container in client.containers.list(all=True, filters={"label": label},
+                                            ignore_removed=True):
+        rid = container.labels.get(engine.RUN_LABEL, "")
+        owned = engine.process_alive(container.labels.get(engine.PROCESS_LABEL))
         runs[rid] = runs.get(rid, False) or owned
     for kind in (client.networks, client.volumes):
         for obj in kind.list(filters={"label": label}):
