@@ -25,9 +25,9 @@ REASON = engine.available()
 def _runs(cli, marker: str) -> dict[str, list]:
     """Run id -> its containers whose command mentions `marker`."""
     runs: dict[str, list] = {}
-    for container in engine.labelled_containers(cli, "minikf.run"):
-        if marker in container.get("Command", ""):
-            runs.setdefault(container["Labels"]["minikf.run"], []).append(container)
+    for container in cli.containers.list(all=True, filters={"label": "minikf.run"}, ignore_removed=True):
+        if marker in " ".join(container.attrs["Config"]["Cmd"] or []):
+            runs.setdefault(container.labels["minikf.run"], []).append(container)
     return runs
 
 
@@ -67,7 +67,8 @@ def _interrupt(tmp_path, scenario: str, marker: str, count: int, params: list[st
             for leftover in set(_runs(cli, "")) - before:
                 remove_labelled(cli, leftover)
     assert proc.returncode != 0
-    assert engine.labelled_containers(cli, f"minikf.run={run_id}") == []
+    assert cli.containers.list(all=True, filters={"label": f"minikf.run={run_id}"},
+                               ignore_removed=True) == []
     assert {n.name for n in cli.networks.list()} == networks
     drivers = [p.info["cmdline"] for p in psutil.process_iter(["cmdline"])
                if str(out) in " ".join(p.info["cmdline"] or []) or

@@ -193,8 +193,9 @@ def _assert_no_container(run: Run) -> None:
         return
     cli = engine.client()
     try:
-        mine = [engine.container_name(c) for c in engine.labelled_containers(cli, "minikf.run")
-                if str(run.tmp) in json.dumps(c.get("Mounts", []))]
+        mine = [c.name for c in cli.containers.list(all=True, filters={"label": "minikf.run"},
+                                                     ignore_removed=True)
+                if str(run.tmp) in json.dumps(c.attrs.get("Mounts", []))]
     finally:
         cli.close()
     assert mine == [], "containers left"
@@ -527,17 +528,18 @@ def test_kill_cli_during_training_in_containers(run):
     run.start(JOURNEY, "epochs=500", platform="docker")
     deadline, mine = time.monotonic() + 240, []
     while len(mine) < 2 and time.monotonic() < deadline and run.proc.poll() is None:
-        mine = [c for c in engine.labelled_containers(cli, "minikf.run")
-                if WORKER in c.get("Command", "") and c.get("State") == "running"
-                and str(run.temp) in json.dumps(c.get("Mounts", []))]  # not another run's
+        mine = [c for c in cli.containers.list(filters={"label": "minikf.run"}, ignore_removed=True)
+                if WORKER in " ".join(c.attrs["Config"]["Cmd"] or [])
+                and str(run.temp) in json.dumps(c.attrs.get("Mounts", []))]  # not another run's
         time.sleep(0.5)
     assert len(mine) == 2, run.stderr()[-3000:]
     _kill_cli(run, expect_processes=False)  # the workers run in containers
-    run_id = mine[0]["Labels"]["minikf.run"]
+    run_id = mine[0].labels["minikf.run"]
     deadline = time.monotonic() + GONE_WITHIN_S
-    label = f"minikf.run={run_id}"
-    while engine.labelled_containers(cli, label) and time.monotonic() < deadline:
+    label = {"label": f"minikf.run={run_id}"}
+    while cli.containers.list(all=True, filters=label, ignore_removed=True) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert engine.labelled_containers(cli, label) == [], "containers left after kill -9"
+    assert cli.containers.list(all=True, filters=label, ignore_removed=True) == [], \
+        "containers left after kill -9"
     cli.close()
     _assert_cli_killed_then_cleaned(run, "train")

@@ -67,14 +67,3 @@ def process_alive(label: str | None) -> bool:
     except ValueError:
         return False
 
-
-def labelled_containers(cli, label: str) -> list[dict]:
-    """Every container (running or not) carrying `label` ("key" or "key=value"), as the engine
-    lists them: {"Id", "Names", "Labels", "Command", "Mounts", "State", ...}. One list call and
-    no inspect per container, so a container removed meanwhile (by the run's cleanup, its reaper
-    or `minikf clean`) cannot turn the listing into a 404."""
-    return cli.api.containers(all=True, filters={"label": label})
-
-
-def container_name(entry: dict) -> str:
-    return (entry.get("Names") or [entry.get("Id", "?")[:12]])[0].lstrip("/")

@@ -41,8 +41,8 @@ def docker_client():
     cli.close()
 
 
-def _labelled(cli, run_id: str) -> list[dict]:
-    return engine.labelled_containers(cli, f"minikf.run={run_id}")
+def _labelled(cli, run_id: str) -> list:
+    return cli.containers.list(all=True, filters={"label": f"minikf.run={run_id}"}, ignore_removed=True)
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def test_workload_runs_in_a_container_writes_the_work_dir_and_is_removed(work, d
     assert handle.wait(timeout=60) == 3 and handle.returncode == 3
     assert out.read_text() == "1 /opt/minikf"  # the image's venv, not this host's python
     assert out.stat().st_uid == os.getuid()
-    assert [c["Labels"]["minikf.run"] for c in _labelled(docker_client, run_id)] == [run_id]
+    assert [c.labels["minikf.run"] for c in _labelled(docker_client, run_id)] == [run_id]
     assert resources.cleanup() == []
     assert _labelled(docker_client, run_id) == []
 
