@@ -15,7 +15,7 @@ from minikf.platforms.rank_watch import RankWatch, last_line
 from minikf.runtime.errors import StepFailed
 from minikf.runtime.ports import free_port
 from minikf.runtime.processes import ProcessHandle, RunResources, stop_handle
-from minikf.workload.contract import worker_argv, worker_env
+from minikf.workload.contract import PEER_ECHO_CODES, worker_argv, worker_env
 
 # How long the other workers of a failed job get to report their own exit (see _first_failure).
 PEERS_REPORT_S = 2.0
@@ -70,18 +70,25 @@ def _first_failure(procs: list[tuple[int, Path, ProcessHandle]],
     """The message for a job one of whose workers failed, naming the cause rather than its echo:
     when one rank dies the others soon exit too (gloo loses its peer: code 3), and a warm fork's
     exit code arrives a moment late. So the others get `settle_s` to report, then a worker killed
-    by a signal (or lost with its warm parent) is named before one that exited with a code."""
+    by a signal (or lost with its warm parent) is named first, then one that exited with a code
+    of its own, then one whose code only echoes a lost peer (contract.PEER_ECHO_CODES)."""
     deadline = time.monotonic() + settle_s
     while time.monotonic() < deadline and any(proc.poll() is None for _, _, proc in procs):
         time.sleep(0.05)
     codes = {rank: proc.poll() for rank, _, proc in procs}  # before this job's own SIGTERMs
     _stop_job(procs)
     failed = [(rank, log, proc) for rank, log, proc in procs if codes[rank] not in (None, 0)]
-    rank, log, proc = min(failed, key=lambda f: (not (getattr(f[2], "lost", "") or codes[f[0]] < 0
-                                                       or getattr(f[2], "exit_reason", None)), f[0]))
+    rank, log, proc = min(failed, key=lambda f: (_blame_order(f[2], codes[f[0]]), f[0]))
     how = how_it_ended(proc)
     said = last_line(log)
     return f"worker {rank} {how}{': ' + said if said else ''} (see {log})"
+
+
+def _blame_order(proc: ProcessHandle, code: int) -> int:
+    """0: killed or lost (the cause), 1: failed with a code of its own, 2: an echo of a lost peer."""
+    if getattr(proc, "lost", "") or code < 0 or getattr(proc, "exit_reason", None):
+        return 0
+    return 2 if code in PEER_ECHO_CODES else 1
 
 
 def watch_workers(procs: list[tuple[int, Path, ProcessHandle]]) -> None:

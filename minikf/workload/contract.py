@@ -10,6 +10,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+# A worker's exit codes that echo another rank's failure rather than cause one: it gave up
+# waiting for the others, or gloo lost the connection to a peer that had exited. A job that
+# fails names a worker with any other code first.
+EXIT_PEER_TIMEOUT = 3
+EXIT_PEER_LOST = 4
+PEER_ECHO_CODES = frozenset({EXIT_PEER_TIMEOUT, EXIT_PEER_LOST})
+
 # What every launcher runs, `python -m WORKER_MODULE`; warm starts key on the same name.
 WORKER_MODULE = "minikf.workload.train_worker"
 # The model server, `python -m SERVER_MODULE --model-dir DIR --port N` (token in the env).

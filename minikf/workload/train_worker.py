@@ -12,7 +12,9 @@ How a job ends, whatever order its ranks get there in:
   GIL, so under CPU load the rank deadlocked at the end of main(). Every rank leaves through
   os._exit (exit_code_of) once its files are written;
 - a collective waits at most MINIKF_COLLECTIVE_TIMEOUT_S for the other ranks; a rank that gives up
-  ends with one line naming itself and what it waited for, and exit code 3 (EXIT_PEER_TIMEOUT).
+  ends with one line naming itself and what it waited for, and exit code 3 (EXIT_PEER_TIMEOUT);
+  a rank whose peer's connection broke (that peer exited) ends with code 4 (EXIT_PEER_LOST), so
+  the launcher names the rank that failed first, not its echo.
 Each rank writes its progress ("minikf: rank R: ...") to stderr, so the launcher can name what a
 stuck rank last did.
 """
@@ -36,9 +38,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
+from minikf.workload.contract import EXIT_PEER_LOST, EXIT_PEER_TIMEOUT
 from minikf.workload.model import FashionCNN, save_model
 
-EXIT_PEER_TIMEOUT = 3  # a rank gave up waiting for the others
 
 
 def _seconds(name: str, default: float) -> float:
@@ -275,6 +277,13 @@ def _is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("timed out" in text or "timeout" in text)
 
 
+def _is_peer_lost(exc: BaseException) -> bool:
+    """gloo's words when the other end of a pair went away (that rank exited or was killed)."""
+    text = str(exc).lower()
+    return any(words in text for words in ("connection reset by peer", "connection closed by peer",
+                                           "broken pipe"))
+
+
 def exit_code_of(fn, *args) -> int:
     """Run fn (this worker's main, or a caller's that runs it) and turn its outcome into the
     process's exit code, a failure into a traceback and one last line naming this rank and what
@@ -300,6 +309,10 @@ def exit_code_of(fn, *args) -> int:
             print(f"minikf: rank {progress.rank}: {waited} for the other ranks (stuck or exited?) "
                   f"in: {progress.doing}", file=sys.stderr, flush=True)
             return EXIT_PEER_TIMEOUT
+        if _is_peer_lost(exc):
+            print(f"minikf: rank {progress.rank}: lost another rank (it exited?) in: {progress.doing}",
+                  file=sys.stderr, flush=True)
+            return EXIT_PEER_LOST
         print(f"minikf: rank {progress.rank}: failed ({first}) in: {progress.doing}",
               file=sys.stderr, flush=True)
         return 1

@@ -40,16 +40,20 @@ def _copy_project(dest: Path) -> Path:
 
 @needs_vagrant
 @pytest.mark.slow
-def test_vagrantfile_validates_through_python_vagrant():
-    """python-vagrant's Vagrant.validate runs the real `vagrant validate` on the repository's Vagrantfile."""
+def test_vagrantfile_validates_through_python_vagrant(tmp_path):
+    """python-vagrant's Vagrant.validate runs the real `vagrant validate` on the repository's Vagrantfile.
+    Vagrant's state dir goes to tmp_path (VAGRANT_DOTFILE_PATH), so no `.vagrant` is left in the work tree."""
     import vagrant
 
+    env = {**os.environ, "VAGRANT_DOTFILE_PATH": str(tmp_path / ".vagrant")}
     if not _has_libvirt_plugin():
-        result = Tools().run("vagrant", "validate", "--ignore-provider", cwd=str(ROOT), timeout_s=120)
+        result = subprocess.run(["vagrant", "validate", "--ignore-provider"], cwd=ROOT, capture_output=True,
+                                text=True, timeout=120, env=env)
         assert "validated successfully" in result.stdout
         pytest.skip("vagrant-libvirt is not installed: validated without the provider blocks")
-    machine = vagrant.Vagrant(root=str(ROOT), env={**os.environ, "VAGRANT_DEFAULT_PROVIDER": "libvirt"})
+    machine = vagrant.Vagrant(root=str(ROOT), env={**env, "VAGRANT_DEFAULT_PROVIDER": "libvirt"})
     assert "validated successfully" in machine.validate(str(ROOT)).stdout.decode()
+    assert not (ROOT / ".vagrant").exists()
 
 
 @needs_vagrant

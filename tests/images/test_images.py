@@ -85,7 +85,9 @@ def test_minikf_wheel_is_built_without_touching_the_work_tree(tmp_path):
     before = {p.name for p in root.iterdir()}
     wheel = wheelhouse.build_minikf_wheel(root, tmp_path)
     assert wheel.name.startswith("minikf-") and wheel.suffix == ".whl"
-    assert {p.name for p in root.iterdir()} == before  # no build/ or *.egg-info left behind
+    # Only what a wheel build makes is checked: tests in other xdist workers may add to the root.
+    added = {p.name for p in root.iterdir()} - before
+    assert not {name for name in added if name in ("build", "dist") or name.endswith(".egg-info")}
 
 
 def test_engine_messages_name_the_fix():
