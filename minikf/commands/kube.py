@@ -1,8 +1,10 @@
 """`minikf kube check`: what the kubernetes platform would find on a cluster, before a run.
 
 For a vendor pointing the harness at their distribution: the server and version, which Kubeflow
-CRDs are served, whether the KFP API is there, component versions, and every verb the journeys
-need that RBAC denies in the namespace. Exit 1 when something a journey needs is missing.
+CRDs are served, which flavor runs training and serving and why (Kubeflow where its controller is
+ready, plain Kubernetes otherwise), whether the KFP API is there, component versions, and every
+verb the journeys need that RBAC denies in the namespace. Exit 1 when something a journey needs
+will not work, each such thing on a line starting with "✗".
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ def check(
     kubeconfig: str | None = typer.Option(None, help="kubeconfig file (default $KUBECONFIG)"),
     namespace: str | None = typer.Option(None, help="namespace (default: the context's)"),
     context: str | None = typer.Option(None, help="kubeconfig context"),
+    flavor: str | None = typer.Option(None, help="auto (default), core or kubeflow; also MINIKF_KUBE_FLAVOR"),
 ) -> None:
-    """Connect, list capabilities, CRDs, component versions and missing permissions."""
-    from minikf.kube import objects as res
+    """Connect, list CRDs, flavors, component versions and what will not work."""
     from minikf.kube.client import denied
     from minikf.platforms.kubernetes import KubernetesPlatform
 
-    platform = KubernetesPlatform(kubeconfig=kubeconfig, namespace=namespace, context=context)
+    platform = KubernetesPlatform(kubeconfig=kubeconfig, namespace=namespace, context=context,
+                                  flavor=flavor)
     try:
         info = platform.describe()
         typer.echo(f"cluster {info['server']} (Kubernetes {info['kubernetes']}, context {info['context']}), "
@@ -33,21 +36,24 @@ def check(
         typer.echo(f"  Kubeflow Pipelines API: {info['kfp']}")
         for component, version in info["components"].items():
             typer.echo(f"  {component}: {version}")
-        typer.echo(f"capabilities: {', '.join(info['capabilities']) or 'none'}")
-        needs = list(res.COMMON_PERMISSIONS)
-        if "training" in platform.capabilities:
-            plural = "pytorchjobs" if platform.train_kind == "PyTorchJob" else "trainjobs"
-            needs += res.TRAIN_PERMISSIONS[plural]
-        if "serving" in platform.capabilities:
-            needs += res.SERVE_PERMISSIONS
+        for capability, line in info["flavors"].items():
+            typer.echo(f"{capability}: {line}")
+        problems = [f"{cap}: {choice.why}" for cap, choice in platform.choices.items()
+                    if cap not in platform.capabilities]
+        problems += platform.kubeflow_problems()
+        needs = platform.permissions_needed()
         lacking = denied(platform.cluster, platform.namespace, needs)
     finally:
         platform.close()
     if lacking:
-        typer.echo(f"missing permissions in namespace {info['namespace']!r}: {', '.join(map(str, lacking))}")
+        problems.append(f"missing permissions in namespace {info['namespace']!r}: "
+                        f"{', '.join(map(str, lacking))}")
     else:
         typer.echo(f"permissions: all {len(needs)} verbs the journeys use are allowed")
-    if lacking or not {"training", "serving"} <= platform.capabilities:
+    typer.echo(f"capabilities: {', '.join(info['capabilities']) or 'none'}")
+    for problem in problems:
+        typer.echo(f"✗ {problem}")
+    if problems:
         raise typer.Exit(1)
 
 

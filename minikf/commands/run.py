@@ -10,6 +10,8 @@ import typer
 from minikf.commands.common import parse_params, resolve_scenario, scenario_files
 
 PLATFORM_HELP = "local | docker | kubernetes (or a plugin's)"
+FLAVOR_HELP = ("kubernetes: auto (default: Kubeflow where its controllers run), core (plain "
+               "Kubernetes) or kubeflow; also MINIKF_KUBE_FLAVOR")
 
 
 def register(root: typer.Typer) -> None:
@@ -26,6 +28,7 @@ def run(
     quiet: bool = typer.Option(False, help="plain lines even on a terminal"),
     kubeconfig: str | None = typer.Option(None, help="kubernetes: kubeconfig file (default $KUBECONFIG)"),
     namespace: str | None = typer.Option(None, help="kubernetes: namespace (default: the context's)"),
+    flavor: str | None = typer.Option(None, help=FLAVOR_HELP),
     from_snapshot: str | None = typer.Option(None, "--from-snapshot", help="re-run a run snapshot "
                                              "(its scenario, parameters and data) and compare"),
     user: str | None = typer.Option(None, "--user", "-u", help="--from-snapshot: whose store"),
@@ -55,7 +58,7 @@ def run(
         return
     platform = platform or "local"
     loaded = load_scenario(resolve_scenario(scenario))
-    target = get_platform(platform, **cluster_options(platform, kubeconfig, namespace))
+    target = get_platform(platform, **cluster_options(platform, kubeconfig, namespace, flavor))
     typer.echo(f"Running {loaded.name} on {target.name} ...", err=True)
     try:
         result = run_scenario(loaded, target, results, parse_params(param), Progress(quiet))
@@ -77,13 +80,14 @@ def conformance(
     jobs: int = typer.Option(1, "-j", "--jobs", help="scenarios run at the same time"),
     kubeconfig: str | None = typer.Option(None, help="kubernetes: kubeconfig file (default $KUBECONFIG)"),
     namespace: str | None = typer.Option(None, help="kubernetes: namespace (default: the context's)"),
+    flavor: str | None = typer.Option(None, help=FLAVOR_HELP),
 ) -> None:
     """Run every scenario the platform(s) can host into one results bundle (.tar.gz) with its
     page (index.html), summary, JUnit and each run's report."""
     from minikf.engine.conformance import run_conformance, summary_text
     from minikf.scenario import load_scenario
 
-    names = _platform_names(platform, kubeconfig, namespace)
+    names = _platform_names(platform, kubeconfig, namespace, flavor)
     scenarios = [load_scenario(p) for p in scenario_files()]
     targets = []
 
@@ -91,7 +95,7 @@ def conformance(
         typer.echo(f" {result.status.mark} {name} ({result.duration_s:.1f}s)", err=True)
 
     try:
-        targets += _platforms(names, kubeconfig, namespace)
+        targets += _platforms(names, kubeconfig, namespace, flavor)
         report, bundle = run_conformance(scenarios, targets, results, jobs, progress)
     finally:
         for target in targets:
@@ -101,22 +105,24 @@ def conformance(
     raise typer.Exit(0 if report.ok else 1)
 
 
-def _platform_names(platform: str, kubeconfig: str | None, namespace: str | None) -> list[str]:
+def _platform_names(platform: str, kubeconfig: str | None, namespace: str | None,
+                    flavor: str | None = None) -> list[str]:
     """`local,docker` -> its names, once each; --kubeconfig needs kubernetes among them."""
     from minikf.kube import cluster_options
 
     names = list(dict.fromkeys(n.strip() for n in platform.split(",") if n.strip()))
     if not names:
         raise typer.BadParameter("name at least one platform", param_hint="--platform")
-    cluster_options("kubernetes" if "kubernetes" in names else names[0], kubeconfig, namespace)
+    cluster_options("kubernetes" if "kubernetes" in names else names[0], kubeconfig, namespace, flavor)
     return names
 
 
-def _platforms(names: list[str], kubeconfig: str | None, namespace: str | None):
+def _platforms(names: list[str], kubeconfig: str | None, namespace: str | None,
+               flavor: str | None = None):
     """Each platform as get_platform() makes it (the cluster options for kubernetes only)."""
     from minikf.kube import cluster_options
     from minikf.platforms import get_platform
 
     for name in names:
-        options = cluster_options(name, kubeconfig, namespace) if name == "kubernetes" else {}
+        options = cluster_options(name, kubeconfig, namespace, flavor) if name == "kubernetes" else {}
         yield get_platform(name, **options)

@@ -5,9 +5,12 @@ from __future__ import annotations
 from minikf.runtime.errors import MinikfError
 
 
-def cluster_options(platform: str, kubeconfig: str | None, namespace: str | None) -> dict:
-    """The get_platform() options from --kubeconfig/--namespace; an error if given to another platform."""
-    options = {k: v for k, v in {"kubeconfig": kubeconfig, "namespace": namespace}.items() if v}
+def cluster_options(platform: str, kubeconfig: str | None, namespace: str | None,
+                    flavor: str | None = None) -> dict:
+    """The get_platform() options from --kubeconfig/--namespace/--flavor; an error if given to
+    another platform."""
+    options = {k: v for k, v in {"kubeconfig": kubeconfig, "namespace": namespace,
+                                 "flavor": flavor}.items() if v}
     if options and platform != "kubernetes":
         flags = " and ".join(f"--{k}" for k in options)
         verb = "is" if len(options) == 1 else "are"

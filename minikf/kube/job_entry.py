@@ -43,12 +43,22 @@ def contract_from_trainer_env(env: dict) -> dict:
     return {ours: env[theirs] for theirs, ours in TRAINER_ENV.items() if theirs in env}
 
 
+def rank0_listens_on_own_ip(env: dict) -> dict:
+    """On the core flavor every rank's MASTER_ADDR is a Service routed to rank 0; rank 0 itself
+    hosts the rendezvous store on its own pod IP (MINIKF_POD_IP, from the downward API) rather
+    than reaching itself through that Service, which needs hairpin mode on the node's bridge."""
+    if env.get("RANK") == "0" and env.get("MINIKF_POD_IP"):
+        return {"MASTER_ADDR": env["MINIKF_POD_IP"]}
+    return {}
+
+
 def main(argv: list[str] | None = None) -> int:
     from minikf.kube.objects import pack_dir
     from minikf.workload import fashion_data, train_worker
 
     args = parse_args(argv)
     os.environ.update(contract_from_trainer_env(dict(os.environ)))
+    os.environ.update(rank0_listens_on_own_ip(dict(os.environ)))
     work = args.work or Path(tempfile.mkdtemp(prefix="minikf-job-"))
     checksums = fashion_data.SAMPLE_FILES if args.sample else fashion_data.FILES
     raw, data, out = work / "raw", work / "data", work / "out"

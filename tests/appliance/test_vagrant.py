@@ -42,18 +42,18 @@ def _copy_project(dest: Path) -> Path:
 @pytest.mark.slow
 def test_vagrantfile_validates_through_python_vagrant(tmp_path):
     """python-vagrant's Vagrant.validate runs the real `vagrant validate` on the repository's Vagrantfile.
-    Vagrant's state dir goes to tmp_path (VAGRANT_DOTFILE_PATH), so no `.vagrant` is left in the work tree."""
+    It runs on a copy in tmp_path: vagrant makes a `.vagrant` state dir next to the Vagrantfile
+    whatever VAGRANT_DOTFILE_PATH says, and the work tree must stay as the tests found it."""
     import vagrant
 
-    env = {**os.environ, "VAGRANT_DOTFILE_PATH": str(tmp_path / ".vagrant")}
+    project = _copy_project(tmp_path / "project")
     if not _has_libvirt_plugin():
-        result = subprocess.run(["vagrant", "validate", "--ignore-provider"], cwd=ROOT, capture_output=True,
-                                text=True, timeout=120, env=env)
+        result = subprocess.run(["vagrant", "validate", "--ignore-provider"], cwd=project, capture_output=True,
+                                text=True, timeout=120)
         assert "validated successfully" in result.stdout
         pytest.skip("vagrant-libvirt is not installed: validated without the provider blocks")
-    machine = vagrant.Vagrant(root=str(ROOT), env={**env, "VAGRANT_DEFAULT_PROVIDER": "libvirt"})
-    assert "validated successfully" in machine.validate(str(ROOT)).stdout.decode()
-    assert not (ROOT / ".vagrant").exists()
+    machine = vagrant.Vagrant(root=str(project), env={**os.environ, "VAGRANT_DEFAULT_PROVIDER": "libvirt"})
+    assert "validated successfully" in machine.validate(str(project)).stdout.decode()
 
 
 @needs_vagrant

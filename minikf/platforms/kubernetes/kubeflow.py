@@ -1,0 +1,115 @@
+"""The kubeflow flavor: training as a PyTorchJob or TrainJob, serving as a KServe InferenceService.
+
+The operators make the pods (with their labels and the MASTER_ADDR/WORLD_SIZE/RANK or PET_* env)
+and write the status conditions this module waits on; the model comes back from the rank-0 pod's
+log, the served model is reached through a port-forward to the predictor pod.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from minikf.kube import objects as res
+from minikf.kube.client import require_permissions
+from minikf.platforms.base import ServeRequest, StatusHook, TrainRequest
+from minikf.runtime.processes import RunResources
+
+if TYPE_CHECKING:
+    from minikf.platforms.kubernetes.platform import KubernetesPlatform
+
+
+def _no_pods_hint(component: str) -> str:
+    return (f" (a {component} that runs would have created them: is its controller running? "
+            f"`minikf kube check` says; --flavor core runs on plain Kubernetes)")
+
+
+def run_training(platform: KubernetesPlatform, request: TrainRequest, resources: RunResources,
+                 status: StatusHook) -> None:
+    """A PyTorchJob (or TrainJob) of `request.workers` pods, waited on through its conditions."""
+    from minikf.platforms.kubernetes.platform import ClusterStepFailed
+
+    crd = res.PYTORCHJOB if platform.train_kind == "PyTorchJob" else res.TRAINJOB
+    require_permissions(platform.cluster, platform.namespace,
+                        res.COMMON_PERMISSIONS + res.TRAIN_PERMISSIONS[crd.plural])
+    labels = platform.labels(request.name)
+    platform.note_leftovers(resources, labels)
+    mirrors, configmaps = platform.data_source(request, resources)
+    spec = res.TrainSpec(name=res.dns_name(request.name), namespace=platform.namespace,
+                         workers=request.workers, argv=job_entry_argv(request, mirrors),
+                         image=platform.image, data_configmaps=configmaps, labels=labels)
+    obj = res.pytorchjob(spec) if crd == res.PYTORCHJOB else res.trainjob(spec)
+    custom = platform.custom_api()
+    what = f"{platform.train_kind} {spec.name}"
+    platform.api(f"create {what}", custom.create_namespaced_custom_object,
+                 crd.group, crd.version, platform.namespace, crd.plural, obj)
+    platform.delete_later(resources, what, lambda: custom.delete_namespaced_custom_object(
+        crd.group, crd.version, platform.namespace, crd.plural, spec.name))
+    state: dict = {}
+
+    def poll() -> tuple[bool, str]:
+        current = platform.api(f"get {what}", custom.get_namespaced_custom_object,
+                               crd.group, crd.version, platform.namespace, crd.plural, spec.name)
+        state["finished"], state["succeeded"], state["message"] = res.job_finished(current)
+        return state["finished"], ""
+
+    selector = res.job_pods_selector(platform.train_kind, spec.name)
+    try:
+        platform.wait_for(what, poll, request.timeout_s, selector, status,
+                          f"running ({request.workers} workers)")
+    except ClusterStepFailed as exc:
+        if "no pods" in str(exc):
+            raise ClusterStepFailed(f"{exc}{_no_pods_hint(crd.component)}") from None
+        raise
+    try:
+        log = platform.pod_log(res.rank0_selector(platform.train_kind, spec.name), f"rank 0 of {what}")
+    except ClusterStepFailed as exc:
+        if state["succeeded"]:
+            raise
+        raise ClusterStepFailed(f"{what} failed: {state['message']} ({exc})") from None
+    platform.bring_back(what, log, state["succeeded"], state["message"], request)
+
+
+def job_entry_argv(request: TrainRequest, mirrors: str) -> list[str]:
+    """What every training pod runs: fetch the data, train, hand the model back in the log."""
+    argv = ["python3", "-m", "minikf.kube.job_entry", "--mirrors", mirrors,
+            "--epochs", str(request.epochs), "--batch-size", str(request.batch_size),
+            "--lr", str(request.lr)]
+    return [*argv, "--sample"] if request.sample else argv
+
+
+def serve_model(platform: KubernetesPlatform, request: ServeRequest, resources: RunResources,
+                status: StatusHook) -> str:
+    """An InferenceService (RawDeployment) running minikf's model server; a checked local URL."""
+    from minikf.platforms.kubernetes.platform import ClusterStepFailed
+
+    require_permissions(platform.cluster, platform.namespace,
+                        res.COMMON_PERMISSIONS + res.SERVE_PERMISSIONS)
+    isvc_name = res.dns_name(request.name, limit=45)
+    labels = platform.labels(request.name)
+    platform.note_leftovers(resources, labels)
+    secret = platform.token_secret(request, labels, resources)
+    models = platform.model_configmaps(request, labels, resources)
+    obj = res.inference_service(res.ServeSpec(
+        name=isvc_name, namespace=platform.namespace, model_configmaps=models, token_secret=secret,
+        image=platform.image, labels=labels))
+    crd, custom = res.INFERENCESERVICE, platform.custom_api()
+    what = f"InferenceService {isvc_name}"
+    platform.api(f"create {what}", custom.create_namespaced_custom_object,
+                 crd.group, crd.version, platform.namespace, crd.plural, obj)
+    platform.delete_later(resources, what, lambda: custom.delete_namespaced_custom_object(
+        crd.group, crd.version, platform.namespace, crd.plural, isvc_name))
+
+    def poll() -> tuple[bool, str]:
+        current = platform.api(f"get {what}", custom.get_namespaced_custom_object,
+                               crd.group, crd.version, platform.namespace, crd.plural, isvc_name)
+        return res.service_ready(current)
+
+    selector = res.predictor_selector(isvc_name)
+    try:
+        platform.wait_for(what, poll, request.timeout_s, selector, status, "not ready")
+    except ClusterStepFailed as exc:
+        if "no pods" in str(exc):
+            raise ClusterStepFailed(f"{exc}{_no_pods_hint(crd.component)}") from None
+        raise
+    pod = platform.running_pod(selector, what)
+    return platform.forward_and_check(pod, what, request.token, request.timeout_s, resources)
