@@ -12,6 +12,7 @@ from minikf.appliance.components import KIND_NODE_IMAGE, KUBEFLOW_VERSION, Compo
 from minikf.appliance.install import Installer
 from minikf.appliance.state import ApplianceState, home
 from minikf.appliance.tools import Tools
+from minikf.appliance.imageload import LoadTarget, load_images
 
 # Inside the node after creation, as NVIDIA's nvkind does: the toolkit that provides
 # nvidia-container-runtime, made containerd's default runtime. MINIKF_MIRROR_NVIDIA_APT replaces the
@@ -105,9 +106,8 @@ class KindAppliance:
                   say=self.say).install(self.components)
         if any(c.name == "istio" for c in self.components):
             self.expose_gateway()
-        for image in self.load_images:
-            self.say(f"loading image {image}")
-            self.tools.run("kind", "load", "docker-image", image, "--name", name, timeout_s=900)
+        if self.load_images:
+            load_images(self.load_images, LoadTarget(kind_cluster=name), self.tools, self.say)
         found = endpoints(self.settings, self.components)
         ApplianceState(name=name, driver="kind", components=[c.name for c in self.components],
                        kubeconfig=str(self.kubeconfig), endpoints=found,

@@ -30,6 +30,24 @@ def build_cmd(
                f"(base {base}) in {time.monotonic() - started:.1f}s")
 
 
+@app.command("load")
+def load_cmd(
+    image: list[str] = typer.Argument(None, help="images (default: minikf/runtime:latest minikf/server:latest)"),
+    kind: str | None = typer.Option(None, "--kind", help="a kind cluster's name"),
+    cluster_script: str | None = typer.Option(None, help="a cluster script with a `load-image` verb "
+                                              "(../shared/k8s/cluster.sh)"),
+) -> None:
+    """Load images from the local Docker Engine into a cluster's node (no registry needed)."""
+    from pathlib import Path
+
+    from minikf.appliance.imageload import IMAGES, LoadTarget, load_images
+
+    target = LoadTarget(kind_cluster=kind, cluster_script=Path(cluster_script) if cluster_script else None)
+    images = list(image or IMAGES)
+    load_images(images, target, say=typer.echo)
+    typer.echo(f"loaded {len(images)} image(s) into {target}")
+
+
 @app.command("list")
 def list_cmd() -> None:
     """The images minikf built (label minikf=1)."""

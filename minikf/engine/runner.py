@@ -157,6 +157,8 @@ def _run_step(step: Step, lookup: _Lookup, base: dict) -> StepResult:
         result.status = Status.FAILED
         result.message = f"{type(exc).__name__}: {exc} (see {log_path})"
     result.duration_s = round(time.monotonic() - started, 3)
+    if not log_path.exists():  # a step that wrote no log: results name only files that exist
+        result.log = None
     return result
 
 

@@ -7,6 +7,7 @@ with a real TCP server; the kubernetes client's websocket port-forward needs a r
 
 from __future__ import annotations
 
+import re
 import select
 import socket
 import threading
@@ -65,7 +66,11 @@ class Relay:
             return
         finally:
             local.close()
+            self._closed(remote)
             remote.close()
+
+    def _closed(self, remote: socket.socket) -> None:
+        """Called as each relayed connection ends; a remote end with errors of its own adds them."""
 
     def close(self) -> None:
         self._stop.set()
@@ -75,20 +80,48 @@ class Relay:
             thread.join(timeout=2)
 
 
+def api_error_message(exc: BaseException) -> str:
+    """The API server's own words from a refused port-forward ("pods "x" not found", "pod x does
+    not have a host assigned"), not the websocket handshake's headers."""
+    text = f"{getattr(exc, 'body', None) or ''} {exc}"
+    found = re.search(r'"message":\s*"((?:[^"\\]|\\.)*)"', text)
+    if found:
+        status = re.search(r'"code":\s*(\d+)', text)
+        message = found.group(1).replace('\\"', '"')
+        return f"{message} (HTTP {status.group(1)})" if status else message
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 class PortForward(Relay):
-    """A Relay whose remote end is the pod's port through the API server."""
+    """A Relay whose remote end is the pod's port through the API server. What the API server
+    says when it refuses (no such pod, no host assigned) or ends a stream with an error is kept
+    in `errors`, in its words."""
 
     def __init__(self, api_client, namespace: str, pod: str, port: int) -> None:
         super().__init__(self._open)
         self._config = api_client.configuration
         self.namespace, self.pod, self.port = namespace, pod, port
+        self._streams: dict[int, object] = {}
 
     def _open(self) -> socket.socket:
         from kubernetes import client
+        from kubernetes.client.rest import ApiException
         from kubernetes.stream import portforward
 
         # its own ApiClient: the stream helper swaps the client's request method while it runs
         api = client.CoreV1Api(client.ApiClient(self._config))
-        forward = portforward(api.connect_get_namespaced_pod_portforward, self.pod, self.namespace,
-                              ports=str(self.port))
-        return forward.socket(self.port)
+        try:
+            forward = portforward(api.connect_get_namespaced_pod_portforward, self.pod, self.namespace,
+                                  ports=str(self.port))
+        except ApiException as exc:
+            raise ConnectionRefusedError(f"the API server refused the port-forward to pod "
+                                         f"{self.pod}: {api_error_message(exc)}") from None
+        remote = forward.socket(self.port)
+        self._streams[id(remote)] = forward
+        return remote
+
+    def _closed(self, remote: socket.socket) -> None:
+        forward = self._streams.pop(id(remote), None)
+        error = forward.error(self.port) if forward is not None else None
+        if error:
+            self.errors.append(f"the port-forward to pod {self.pod} ended with an error: {error.strip()}")

@@ -200,3 +200,23 @@ steps:
     result = run_scenario(load_scenario(path), StaleImages(), tmp_path / "r")
     assert result.status == "failed"
     assert result.steps[0].message == "images are stale: run `minikf images build`"
+
+
+def test_results_name_only_log_files_that_exist(write_scenario, local, tmp_path):
+    """A step that ended before writing anything (here: predict with no test data) names no log;
+    one that ran names its log, and the file is there."""
+    path = write_scenario("""name: logs
+steps:
+  - name: ran
+    kind: command
+    args: {argv: [python, -c, "print('{\\"n\\": 1}')"]}
+  - name: never
+    kind: predict
+    args: {url: "http://127.0.0.1:9", token: t, data_dir: /nonexistent-minikf}
+""")
+    result = run_scenario(load_scenario(path), local, tmp_path / "r")
+    ran, never = result.steps
+    assert never.status == "failed" and never.log is None
+    assert ran.log and os.path.isfile(ran.log)
+    saved = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert [s["log"] for s in saved["steps"]][1] is None

@@ -117,9 +117,19 @@ def test_kube_check_lists_what_the_cluster_has_and_lacks(tmp_path):
     assert "create pods/portforward" in out
 
 
-def test_kube_check_passes_on_a_complete_cluster(tmp_path):
+def test_kube_check_passes_on_a_complete_cluster(tmp_path, monkeypatch):
+    """The Kubeflow CRDs and their controllers' Deployments with a ready replica: discovery
+    chooses the kubeflow flavor for both, and nothing is missing."""
+    monkeypatch.delenv("MINIKF_KUBE_FLAVOR")
     crds = {("kubeflow.org", "v1", "pytorchjobs"), ("serving.kserve.io", "v1beta1", "inferenceservices")}
     with FakeApiServer(crds=crds) as api:
+        for name in ("training-operator", "kserve-controller-manager"):
+            api.objects[("apps", "kubeflow", "deployments", name)] = {
+                "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "kubeflow"},
+                "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x:v1"}]}}},
+                "status": {"readyReplicas": 1}}
         proc = _minikf("kube", "check", "--kubeconfig", str(api.kubeconfig(tmp_path)), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "permissions: all 13 verbs the journeys use are allowed" in proc.stdout
+    assert "training: kubeflow (pytorchjobs.kubeflow.org): training-operator is ready" in proc.stdout
+    assert "✗" not in proc.stdout

@@ -76,6 +76,7 @@ class KubernetesPlatform(Platform):
         controllers, unreadable = ({}, []) if self.requested_flavor == "core" else \
             flavors.controller_status(self.cluster)
         self.controllers = controllers
+        self.controllers_unreadable = len(unreadable) == len(flavors.CONTROLLER_NAMESPACES)
         self.choices = {cap: flavors.choose(cap, self.requested_flavor, self.crds, controllers, unreadable)
                         for cap in flavors.KUBEFLOW_PATHS}
         found = {cap for cap, choice in self.choices.items()
@@ -180,7 +181,7 @@ class KubernetesPlatform(Platform):
                 continue
             controller = flavors.CONTROLLERS[choice.crd]
             state = self.controllers.get(controller, "not found")
-            if state != "ready" and self.controllers:
+            if state != "ready" and not self.controllers_unreadable:
                 problems.append(f"{cap}: {choice.crd.name} is served but {controller} is {state}: "
                                 f"nothing would reconcile it (--flavor core runs on plain Kubernetes)")
             if choice.crd == res.TRAINJOB:
