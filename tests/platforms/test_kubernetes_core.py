@@ -140,3 +140,32 @@ def test_kube_check_says_which_flavor_runs_and_what_will_not_work(kube_namespace
     assert forced.returncode == 1
     assert ("✗ training: pytorchjobs.kubeflow.org is served but training-operator is not found: "
             "nothing would reconcile it") in forced.stdout
+
+
+def test_what_a_killed_run_left_is_reaped_from_its_labels(kube_namespace, trained, tmp_path):
+    """A run killed after serving (its cleanup never ran): `reap`, as the run's reaper and
+    `minikf clean` call it, removes the Deployment, Service, Secret and ConfigMaps by label."""
+    from kubernetes import config
+
+    from tests.kube.real import leftovers
+
+    platform, resources = _platform(kube_namespace, flavor="core"), RunResources()
+    name = "minikf-core-killed"
+    try:
+        platform.serve_model(ServeRequest(name=name, model_dir=trained[0].out / "model", token="t",
+                                          port=0, log_path=tmp_path / "serve.log", timeout_s=120), resources)
+        selector = ",".join(f"{k}={v}" for k, v in sorted(platform.labels(name).items()))
+        details = {"kubeconfig": str(KUBECONFIG), "context": None, "namespace": kube_namespace,
+                   "selectors": [selector]}
+        removed = KubernetesPlatform.reap(details)
+    finally:
+        resources.cleanup()  # closes the port-forward; the objects are already gone (404 is fine)
+        platform.close()
+    kinds = {line.split()[1] for line in removed}
+    assert {"Deployment", "Service", "Secret", "ConfigMap"} <= kinds, removed
+    assert not [line for line in removed if line.startswith("could not")], removed
+    api_client = config.new_client_from_config(str(KUBECONFIG))
+    try:
+        assert leftovers(api_client, kube_namespace) == []
+    finally:
+        api_client.close()
