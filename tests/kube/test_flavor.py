@@ -55,3 +55,20 @@ def test_requested_flavor_from_the_argument_or_the_environment(monkeypatch):
         fl.requested_flavor(None)
     with pytest.raises(MinikfError, match=r"--flavor='x'"):
         fl.requested_flavor("x")
+
+
+def test_the_cli_refuses_a_bad_or_misplaced_flavor_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "minikf.cli", "run", "fashion-mnist", *args],
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
+
+    misplaced = run("--platform", "local", "--flavor", "core")
+    assert misplaced.returncode == 2
+    assert misplaced.stderr.strip() == "error: --flavor is for --platform kubernetes only (got --platform local)"
+    bad = run("--platform", "kubernetes", "--flavor", "bad")
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == ("error: --flavor='bad' is not a kubernetes flavor; expected one of auto, "
+                                  "core, kubeflow")
