@@ -6,7 +6,11 @@ another git/HTTP location) for air-gapped sites: `--mirror NAME=LOCATION` or the
 variable MINIKF_MIRROR_<NAME> (upper case, `-` as `_`). kustomize fetches git sources itself
 (`URL//path?ref=REF`), so nothing here downloads by hand.
 
-Paths and the install order follow kubeflow/manifests v1.10.0's "Install individual components".
+Paths, server-side applies and the install order follow the "Install Individual Components" section
+of kubeflow/manifests at KUBEFLOW_VERSION; the versions in the descriptions and the workloads each
+readiness wait names are those that release builds. tests/appliance/test_upstream.py checks all of
+it against tests/data/upstream-index.json (tools/upstream_index.py), so a pin that moves without
+them fails there.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from pathlib import Path
 
 from minikf.runtime.errors import MinikfError
 
-KUBEFLOW_VERSION = "v1.10.0"
+# v1.10.2, not v1.10.0: the same component versions plus fixes, and the `applications/` and
+# `common/istio/` layout (v1.10.0 still had `apps/` and `common/istio-1-24/`).
+KUBEFLOW_VERSION = "v1.10.2"
 KIND_VERSION = "v0.27.0"
 # kind v0.27.0's image for Kubernetes 1.32 (the version Kubeflow 1.10 was validated on), by digest.
 KIND_NODE_IMAGE = ("kindest/node:v1.32.2"
@@ -60,13 +66,22 @@ class Apply:
     server_side: bool = False  # large CRDs exceed the last-applied annotation; upstream applies these so
 
 
+WORKLOAD_KINDS = ("deployment", "daemonset", "statefulset")
+
+
 @dataclass(frozen=True)
 class Wait:
-    """Deployments that must become Available within `timeout_s` (None: every one in the namespace)."""
+    """Workloads of `kind` that must become ready within `timeout_s` (None: every one of that kind
+    in the namespace): a Deployment Available, a DaemonSet or StatefulSet rolled out."""
 
     namespace: str
-    deployments: tuple[str, ...] | None = None
+    deployments: tuple[str, ...] | None = None  # the names, whatever the kind
     timeout_s: int = 300
+    kind: str = "deployment"
+
+    def __post_init__(self) -> None:
+        if self.kind not in WORKLOAD_KINDS:
+            raise ValueError(f"Wait kind {self.kind!r}: expected one of {', '.join(WORKLOAD_KINDS)}")
 
 
 @dataclass(frozen=True)
@@ -90,7 +105,7 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in [
         Wait("cert-manager", None, 180),
         Apply("common/cert-manager/kubeflow-issuer/base"),
     )),
-    Component("istio", "service mesh and ingress gateway (Istio CNI)", (
+    Component("istio", "Istio 1.26: service mesh and ingress gateway", (
         Apply("common/istio/istio-crds/base"),
         Apply("common/istio/istio-namespace/base"),
         Apply("common/istio/istio-install/overlays/oauth2-proxy"),
@@ -123,8 +138,10 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in [
         Apply("applications/pipeline/upstream/env/cert-manager/platform-agnostic-multi-user"),
         Wait(_KF, ("ml-pipeline", "ml-pipeline-ui", "ml-pipeline-persistenceagent",
                    "ml-pipeline-scheduledworkflow", "workflow-controller", "mysql", "minio"), 600),
+        # metacontroller runs KFP's profile controller, which readies each user namespace for runs
+        Wait(_KF, ("metacontroller",), 300, kind="statefulset"),
     ), needs=("cert-manager", "kubeflow-base", "profiles")),
-    Component("training-operator", "Training Operator v1.9 (PyTorchJob)", (
+    Component("training-operator", "Training Operator 1.9 (PyTorchJob)", (
         Apply("applications/training-operator/upstream/overlays/kubeflow", server_side=True),
         Wait(_KF, ("training-operator",), 300),
     ), needs=("kubeflow-base",)),
@@ -155,15 +172,17 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in [
     ), needs=("kubeflow-base",)),
     Component("gpu", "NVIDIA device plugin and the nvidia RuntimeClass", (
         Apply("overlays/gpu", source="minikf"),
-        Wait("kube-system", ("nvidia-device-plugin",), 180),
+        Wait("kube-system", ("nvidia-device-plugin",), 180, kind="daemonset"),
     )),
 ]}
 
 DEFAULT_COMPONENTS = tuple(n for n in COMPONENTS if n != "gpu")
 
 
-def resolve(names: list[str] | tuple[str, ...] | None, gpus: bool = False) -> list[Component]:
-    """The named components plus everything they need, in install order; unknown names are an error."""
+def resolve(names: list[str] | tuple[str, ...] | None, gpus: bool = False,
+            with_needs: bool = True) -> list[Component]:
+    """The named components plus everything they need (unless `with_needs` is off: a cluster that
+    has those already), in install order; unknown names are an error."""
     wanted = list(names) if names else list(DEFAULT_COMPONENTS)
     unknown = [n for n in wanted if n not in COMPONENTS]
     if unknown:
@@ -176,7 +195,7 @@ def resolve(names: list[str] | tuple[str, ...] | None, gpus: bool = False) -> li
         name = todo.pop()
         if name not in chosen:
             chosen.add(name)
-            todo.extend(COMPONENTS[name].needs)
+            todo.extend(COMPONENTS[name].needs if with_needs else ())
     return [c for name, c in COMPONENTS.items() if name in chosen]
 
 

@@ -53,6 +53,7 @@ class KindAppliance:
     tools: Tools = field(default_factory=Tools)
     say: Callable[[str], None] = field(default=print)
     load_images: list[str] = field(default_factory=list)
+    wait_timeout_s: int | None = None
 
     @property
     def dir(self) -> Path:
@@ -103,7 +104,7 @@ class KindAppliance:
         if self.settings.gpus:
             self.setup_gpu_node()
         Installer(self.tools, self.kubeconfig, self.mirrors, self.dir / "diagnostics",
-                  say=self.say).install(self.components)
+                  say=self.say, wait_timeout_s=self.wait_timeout_s).install(self.components)
         if any(c.name == "istio" for c in self.components):
             self.expose_gateway()
         if self.load_images:

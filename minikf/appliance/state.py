@@ -27,6 +27,9 @@ class ApplianceState:
     kubeconfig: str = ""
     endpoints: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    # `--driver existing`: the objects `up` created (apiVersion, kind, namespace, name), which
+    # `down` deletes; what was on the cluster before is never recorded here.
+    created: list[dict[str, str]] = field(default_factory=list)
 
     def save(self) -> Path:
         path = home(self.name) / "state.json"

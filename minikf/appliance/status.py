@@ -1,4 +1,5 @@
-"""`minikf status`: each component's health, read from the cluster's deployments.
+"""`minikf status`: each component's health, read from the workloads its readiness waits name
+(Deployments, DaemonSets, StatefulSets).
 
 The connection goes through minikf.kube.client.connect, so an unreachable or unusable kubeconfig
 is the same one-line error the kubernetes platform gives.
@@ -18,8 +19,19 @@ class Health:
     detail: str
 
 
-def _deployments(cluster, namespace: str) -> dict[str, tuple[int, int]] | None:
-    """name -> (available, wanted) for the namespace, or None when the namespace has none/is absent."""
+def _ready_counts(kind: str, item: dict) -> tuple[int, int]:
+    """(ready, wanted) of a Deployment, DaemonSet or StatefulSet from its status."""
+    spec, status = item.get("spec") or {}, item.get("status") or {}
+    if kind == "daemonset":
+        return int(status.get("numberAvailable") or 0), int(status.get("desiredNumberScheduled") or 0)
+    if kind == "statefulset":
+        return int(status.get("readyReplicas") or 0), int(spec.get("replicas", 1))
+    return int(status.get("availableReplicas") or 0), int(spec.get("replicas", 1))
+
+
+def _deployments(cluster, namespace: str, kind: str = "deployment") -> dict[str, tuple[int, int]] | None:
+    """name -> (ready, wanted) of the namespace's workloads of `kind`, or None when there are none
+    or the namespace is absent."""
     import urllib3
     from kubernetes.client.rest import ApiException
 
@@ -27,28 +39,26 @@ def _deployments(cluster, namespace: str) -> dict[str, tuple[int, int]] | None:
     from minikf.runtime.errors import MinikfError
 
     try:
-        doc = api_call(cluster, f"/apis/apps/v1/namespaces/{namespace}/deployments",
+        doc = api_call(cluster, f"/apis/apps/v1/namespaces/{namespace}/{kind}s",
                        timeout_s=cluster.timeout_s)
     except ApiException as exc:
         if exc.status == 404:
             return None
-        raise MinikfError(f"listing deployments in namespace {namespace} on {cluster.server} answered "
-                          f"HTTP {exc.status} {exc.reason}" + ("; this user may not list deployments there"
+        raise MinikfError(f"listing {kind}s in namespace {namespace} on {cluster.server} answered "
+                          f"HTTP {exc.status} {exc.reason}" + (f"; this user may not list {kind}s there"
                                                                if exc.status == 403 else ""), 3) from None
     except urllib3.exceptions.HTTPError as exc:
         raise MinikfError(f"the Kubernetes API server at {cluster.server} stopped answering: "
                           f"{type(exc).__name__}", 3) from None
     out = {}
     for item in doc.get("items", []):
-        spec, status = item.get("spec") or {}, item.get("status") or {}
-        available, wanted = int(status.get("availableReplicas") or 0), int(spec.get("replicas", 1))
-        out[item["metadata"]["name"]] = (available, wanted)
+        out[item["metadata"]["name"]] = _ready_counts(kind, item)
     return out or None
 
 
 def health(cluster, components: list[Component]) -> list[Health]:
-    """One Health per component, from its readiness waits' deployments."""
-    cache: dict[str, dict[str, tuple[int, int]] | None] = {}
+    """One Health per component, from its readiness waits' workloads."""
+    cache: dict[tuple[str, str], dict[str, tuple[int, int]] | None] = {}
     out = []
     for component in components:
         waits = component.waits
@@ -57,9 +67,10 @@ def health(cluster, components: list[Component]) -> list[Health]:
             continue
         missing, unready, ready = [], [], []
         for wait in waits:
-            if wait.namespace not in cache:
-                cache[wait.namespace] = _deployments(cluster, wait.namespace)
-            found = cache[wait.namespace] or {}
+            key = (wait.namespace, wait.kind)
+            if key not in cache:
+                cache[key] = _deployments(cluster, wait.namespace, wait.kind)
+            found = cache[key] or {}
             names = wait.deployments or tuple(found)
             if not names:
                 missing.append(f"{wait.namespace}/*")
@@ -71,10 +82,12 @@ def health(cluster, components: list[Component]) -> list[Health]:
                 else:
                     ready.append(name)
         if missing and not ready and not unready:
-            out.append(Health(component.name, "not installed", f"no deployment {', '.join(missing)}"))
+            kinds = " or ".join(sorted({w.kind for w in waits}))
+            out.append(Health(component.name, "not installed", f"no {kinds} {', '.join(missing)}"))
         elif missing or unready:
             problems = unready + [f"missing {m}" for m in missing]
             out.append(Health(component.name, "not ready", "; ".join(problems)))
         else:
-            out.append(Health(component.name, "ready", f"{len(ready)} deployment(s) available"))
+            kinds = "/".join(sorted({w.kind for w in waits}))
+            out.append(Health(component.name, "ready", f"{len(ready)} {kinds}(s) available"))
     return out

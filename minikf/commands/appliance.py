@@ -1,4 +1,5 @@
-"""`minikf up`, `minikf down`, `minikf status`: the appliance (kind or a Vagrant VM running kind)."""
+"""`minikf up`, `minikf down`, `minikf status`: the appliance (kind, a Vagrant VM running kind, or
+the components alone on a cluster the user already has)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ def _split(values: list[str]) -> list[str]:
 
 
 def up(
-    driver: str = typer.Option("kind", help="kind | vagrant"),
+    driver: str = typer.Option("kind", help="kind | vagrant | existing (a cluster you have: --kubeconfig)"),
+    kubeconfig: Path | None = typer.Option(None, help="--driver existing: the cluster to install onto"),
+    context: str | None = typer.Option(None, help="--driver existing: the kubeconfig context"),
     gpus: bool = typer.Option(False, "--gpus",
                               help="NVIDIA GPUs in the cluster (driver + toolkit on the host)"),
     components: list[str] = typer.Option([], "--components", "-c",
@@ -31,6 +34,10 @@ def up(
                                        help="also `kind load` minikf/deps, minikf/runtime, minikf/server"),
     provider: str = typer.Option("libvirt", help="vagrant provider: libvirt | virtualbox"),
     list_components: bool = typer.Option(False, "--list", help="list the components and exit"),
+    no_deps: bool = typer.Option(False, "--no-deps",
+                                 help="only the named components, not what they need (already there)"),
+    wait_timeout: int | None = typer.Option(None, min=1,
+                                            help="cap every readiness wait at this many seconds"),
 ) -> None:
     """Bring up the appliance: preflight, cluster, pinned Kubeflow components, endpoints."""
     from minikf.appliance import components as comp
@@ -40,8 +47,24 @@ def up(
             needs = ", ".join(c.needs) or "-"
             typer.echo(f"{c.name:18} {c.description}  (needs: {needs})")
         return
-    chosen = comp.resolve(_split(components), gpus=gpus)
-    if driver == "kind":
+    chosen = comp.resolve(_split(components), gpus=gpus, with_needs=not no_deps)
+    if driver != "existing" and (kubeconfig or context):
+        raise MinikfError("--kubeconfig and --context go with --driver existing (kind and vagrant make "
+                          "their own cluster)", 2)
+    if driver == "existing":
+        from minikf.appliance.existing import ExistingAppliance
+
+        if kubeconfig is None:
+            raise MinikfError("--driver existing needs --kubeconfig FILE: the cluster to install onto", 2)
+        existing = ExistingAppliance(name, kubeconfig.expanduser(), chosen, context=context,
+                                       mirrors=comp.Mirrors.from_args(mirror), wait_timeout_s=wait_timeout,
+                                       say=lambda m: typer.echo(m, err=True))
+        try:
+            found = existing.up()
+        except KeyboardInterrupt:
+            raise MinikfError(f"interrupted: what was applied stays; `minikf down --name {name}` deletes "
+                              f"what this appliance created, `minikf up` again resumes", 130) from None
+    elif driver == "kind":
         from minikf.appliance.kind import KindAppliance
         from minikf.appliance.kindconfig import KindSettings
 
@@ -53,7 +76,8 @@ def up(
 
             images += [f"minikf/{n}:latest" for n in NAMES]
         appliance = KindAppliance(settings, chosen, comp.Mirrors.from_args(mirror),
-                                  say=lambda m: typer.echo(m, err=True), load_images=images)
+                                  say=lambda m: typer.echo(m, err=True), load_images=images,
+                                  wait_timeout_s=wait_timeout)
         try:
             found = appliance.up()
         except KeyboardInterrupt:
@@ -65,7 +89,7 @@ def up(
         found = VagrantAppliance(provider=provider, gpus=gpus, components=_split(components),
                                  say=lambda m: typer.echo(m, err=True)).up()
     else:
-        raise MinikfError(f"--driver {driver!r}: expected kind or vagrant", 2)
+        raise MinikfError(f"--driver {driver!r}: expected kind, vagrant or existing", 2)
     typer.echo("The appliance is up:")
     for key, value in found.items():
         typer.echo(f"  {key:10} {value}")
@@ -76,14 +100,22 @@ def up(
 
 def down(
     name: str = typer.Option("minikf", help="cluster name (minikf-vm for the vagrant driver)"),
-    driver: str | None = typer.Option(None, help="kind | vagrant (default: what `up` recorded)"),
+    driver: str | None = typer.Option(None, help="kind | vagrant | existing (default: what `up` recorded)"),
 ) -> None:
-    """Remove the appliance (the data directory / data disk stays). Nothing there is not an error."""
+    """Remove the appliance (the data directory / data disk stays); on an existing cluster, delete
+    only the objects `up` created. Nothing there is not an error."""
     from minikf.appliance.state import ApplianceState
 
     state = ApplianceState.load(name)
     chosen = driver or (state.driver if state else "kind")
-    if chosen == "vagrant":
+    if chosen == "existing":
+        from minikf.appliance.existing import ExistingAppliance
+
+        if state is None:
+            typer.echo(f"nothing to remove: no appliance {name!r} recorded")
+            return
+        ExistingAppliance(name, Path(state.kubeconfig), say=lambda m: typer.echo(m, err=True)).down()
+    elif chosen == "vagrant":
         from minikf.appliance.vagrant import VagrantAppliance
 
         VagrantAppliance(name=name).down()
@@ -98,7 +130,7 @@ def down(
             return
         KindAppliance(KindSettings(name=name), [], tools=tools).down()
     else:
-        raise MinikfError(f"--driver {chosen!r}: expected kind or vagrant", 2)
+        raise MinikfError(f"--driver {chosen!r}: expected kind, vagrant or existing", 2)
     typer.echo(f"removed appliance {name}")
 
 

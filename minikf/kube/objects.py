@@ -38,6 +38,11 @@ TRAINJOB = Crd("trainer.kubeflow.org", "v1alpha1", "trainjobs", "Kubeflow Traine
 INFERENCESERVICE = Crd("serving.kserve.io", "v1beta1", "inferenceservices", "KServe")
 EXPERIMENT = Crd("kubeflow.org", "v1beta1", "experiments", "Katib")
 NOTEBOOK = Crd("kubeflow.org", "v1", "notebooks", "Kubeflow Notebooks")
+# The Kubeflow Trainer releases whose TrainJob minikf builds (tools/upstream_index.py indexes each).
+TRAINER_VERSIONS = ("2.0.0", "2.1.0", "2.2.0", "2.3.0")
+# Trainer >= 2.2 keys runtimePatches by manager, which its webhook wants as a domain-prefixed path.
+TRAINER_PATCH_MANAGER = "minikf.dev/manager"
+TRAINER_NODE = "node"  # the replicated job and container of the torch-distributed runtime
 
 COMMON_PERMISSIONS = [
     Permission("create", "configmaps"), Permission("delete", "configmaps"),
@@ -227,10 +232,48 @@ def pytorchjob(spec: TrainSpec) -> dict:
     return obj
 
 
-def trainjob(spec: TrainSpec, runtime: str = "torch-distributed") -> dict:
+def parse_trainer_version(tag: str | None) -> tuple[int, int] | None:
+    """(major, minor) from a Trainer controller image tag such as `v2.1.0`; None if it is not one."""
+    match = re.match(r"^v?(\d+)\.(\d+)", tag or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def trainer_patch_field(version: tuple[int, int] | None) -> str:
+    """The TrainJob field that adds volumes to the runtime's pods in this Trainer release (None:
+    unknown, taken as the newest). Each release renamed it, and an API server drops a field its
+    CRD does not have without a word, so the wrong one would lose the data volume silently."""
+    if version is None or version >= (2, 2):
+        return "runtimePatches"
+    if version >= (2, 1):
+        return "podTemplateOverrides"
+    if version >= (2, 0):
+        return "podSpecOverrides"
+    raise InvalidResource(f"Kubeflow Trainer {version[0]}.{version[1]} has no TrainJob API "
+                          f"(it came with Trainer 2.0); this cluster's training needs a PyTorchJob")
+
+
+def _data_patch(spec: TrainSpec, field_name: str) -> list[dict]:
+    """The data volume for the runtime's `node` pods, in the shape of `field_name`."""
+    volume = projected_volume("data", spec.data_configmaps)
+    mount = {"name": "data", "mountPath": DATA_MOUNT, "readOnly": True}
+    check_openapi(volume, "V1Volume")
+    check_openapi(mount, "V1VolumeMount")
+    pod = {"volumes": [volume], "containers": [{"name": TRAINER_NODE, "volumeMounts": [mount]}]}
+    target = [{"name": TRAINER_NODE}]
+    if field_name == "podSpecOverrides":
+        return [{"targetJobs": target, **pod}]
+    if field_name == "podTemplateOverrides":
+        return [{"targetJobs": target, "spec": pod}]
+    return [{"manager": TRAINER_PATCH_MANAGER, "trainingRuntimeSpec": {"template": {"spec": {
+        "replicatedJobs": [{"name": TRAINER_NODE, "template": {"spec": {"template": {"spec": pod}}}}]}}}}]
+
+
+def trainjob(spec: TrainSpec, runtime: str = "torch-distributed",
+             trainer_version: tuple[int, int] | None = None) -> dict:
     """A Kubeflow Trainer TrainJob on a ClusterTrainingRuntime: one process per node, the worker
     run directly (no torchrun); job_entry maps the runtime's PET_NNODES/PET_NODE_RANK/
-    PET_MASTER_ADDR/PET_MASTER_PORT onto the same WORLD_SIZE/RANK/MASTER_* contract."""
+    PET_MASTER_ADDR/PET_MASTER_PORT onto the same WORLD_SIZE/RANK/MASTER_* contract.
+    `trainer_version` picks the field that carries the data volume (see trainer_patch_field)."""
     trainer: dict[str, Any] = {
         "image": spec.image, "numNodes": spec.workers, "numProcPerNode": 1, "command": list(spec.argv),
         "env": [{"name": k, "value": v} for k, v in sorted(spec.env.items())],
@@ -242,16 +285,13 @@ def trainjob(spec: TrainSpec, runtime: str = "torch-distributed") -> dict:
         "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": dict(spec.labels)},
         "spec": {"runtimeRef": {"name": runtime}, "trainer": trainer},
     }
-    if spec.data_configmaps:  # the trainer v1alpha1 API (2.3) patches the runtime's "node" pods
-        pod = {"volumes": [projected_volume("data", spec.data_configmaps)],
-               "containers": [{"name": "node", "volumeMounts": [
-                   {"name": "data", "mountPath": DATA_MOUNT, "readOnly": True}]}]}
-        obj["spec"]["runtimePatches"] = [{"manager": "minikf", "trainingRuntimeSpec": {"template": {
-            "spec": {"replicatedJobs": [{"name": "node", "template": {"spec": {"template": {
-                "spec": pod}}}}]}}}}]
-    from kubeflow_trainer_api import models
+    field_name = trainer_patch_field(trainer_version)
+    if spec.data_configmaps:
+        obj["spec"][field_name] = _data_patch(spec, field_name)
+    if field_name == "runtimePatches":  # the installed SDK models the newest API only
+        from kubeflow_trainer_api import models
 
-    check_pydantic(obj, models.TrainerV1alpha1TrainJob)
+        check_pydantic(obj, models.TrainerV1alpha1TrainJob)
     return obj
 
 
