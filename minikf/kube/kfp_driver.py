@@ -9,9 +9,11 @@ environment the kubernetes platform sets: MINIKF_KUBECONFIG, MINIKF_KUBE_CONTEXT
 The KFP API is reached at MINIKF_KFP_HOST when set (an ingress URL; MINIKF_KFP_TOKEN is sent as
 a bearer token if the ingress needs one), otherwise through a port-forward to the ml-pipeline
 pod in MINIKF_KFP_NAMESPACE (default kubeflow), which needs no ingress and no KFP auth.
-Multi-user Kubeflow (the full manifests) wants the user's identity on direct API calls: set
-MINIKF_KFP_USER (e.g. user@example.com) to send it as the `kubeflow-userid` header, and
---namespace to that user's profile namespace.
+Multi-user Kubeflow (the full manifests) wants the user's identity on direct API calls: the
+`kubeflow-userid` header carries MINIKF_KFP_USER, which the kubernetes platform sets (from the
+namespace's `owner` annotation when not given, see KubernetesPlatform.kfp_user).
+The run is waited for until it ends in any way, cancelled elsewhere included (kfp.Client's own
+wait knows only succeeded/failed/skipped/error, so it would wait a cancelled run out).
 KFP's v2 run API does not return a pipeline's output parameters, so `output` is null here.
 """
 
@@ -29,6 +31,10 @@ import warnings
 
 KFP_PORT = 8888
 KFP_SELECTOR = "app=ml-pipeline"
+# Every state of KFP's v2beta1 RuntimeState after which the run will not go on (CANCELING: it is
+# being cancelled, by someone else if it was not us). SUCCEEDED alone is success.
+FINAL_STATES = frozenset({"SUCCEEDED", "SKIPPED", "FAILED", "CANCELING", "CANCELED"})
+USER_HEADER = "kubeflow-userid"
 
 
 def kfp_endpoint(cluster, kfp_namespace: str):
@@ -49,6 +55,23 @@ def kfp_endpoint(cluster, kfp_namespace: str):
                           f"{kfp_namespace!r}; install KFP or set MINIKF_KFP_HOST", 4)
     forward = PortForward(cluster.api_client, kfp_namespace, running[0].metadata.name, KFP_PORT)
     return forward.start(), forward.close
+
+
+def wait_for_run(client, run_id: str, timeout_s: float, poll_s: float = 2.0):
+    """The run once its state is final (FINAL_STATES); TimeoutError after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        run = client.get_run(run_id)
+        if str(run.state).upper() in FINAL_STATES:
+            return run
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"run {run_id} still {run.state} after {timeout_s:g}s")
+        time.sleep(poll_s)
+
+
+def _no_identity(exc: Exception) -> bool:
+    """Whether multi-user KFP refused the call for want of the user identity header."""
+    return "no user identity header" in str(getattr(exc, "body", "") or exc).lower()
 
 
 class Stopped(Exception):
@@ -137,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         client = kfp.Client(host=host, namespace=namespace,
                             existing_token=os.environ.get("MINIKF_KFP_TOKEN") or None)
         if os.environ.get("MINIKF_KFP_USER"):  # one ApiClient is shared by all of kfp.Client's APIs
-            client._run_api.api_client.set_default_header("kubeflow-userid", os.environ["MINIKF_KFP_USER"])
+            client._run_api.api_client.set_default_header(USER_HEADER, os.environ["MINIKF_KFP_USER"])
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="minikf-kfp-") as tmp:
             package = _package(args, tmp)
@@ -148,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"submitted run {run.run_id} to {host}", flush=True)
         try:
             signal.signal(signal.SIGTERM, _stopped)  # the engine's cleanup, a timeout, Ctrl-C
-            done = client.wait_for_run_completion(run.run_id, timeout=args.timeout, sleep_duration=2)
+            done = wait_for_run(client, run.run_id, args.timeout)
         except (Stopped, KeyboardInterrupt, TimeoutError) as exc:
             # nothing left running on the cluster: the run is terminated, not just abandoned
             client.terminate_run(run.run_id)
@@ -159,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc.message}", flush=True)
         return 2
     except Exception as exc:  # noqa: BLE001 - the step shows this line, not a traceback
+        if _no_identity(exc):
+            print(f"error: the Kubeflow Pipelines API is multi-user and wants the {USER_HEADER} header: "
+                  f"set MINIKF_KFP_USER to a user with edit rights in namespace {namespace!r} (or give the "
+                  f"namespace an `owner` annotation, as Kubeflow profiles have)", flush=True)
+            return 2
         print(f"error: the Kubeflow Pipelines API: {type(exc).__name__}: {exc}".splitlines()[0], flush=True)
         return 2
     finally:
@@ -167,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     if state != "SUCCEEDED":
         error = getattr(done, "error", None)
         why = f": {error.message}" if error is not None and getattr(error, "message", None) else ""
+        if state in ("CANCELING", "CANCELED"):
+            why = why or " (cancelled outside minikf: in the KFP UI or API)"
         print(f"run {run.run_id} finished with status FAILURE (state {state}{why})", flush=True)
     print(json.dumps({"output": None, "seconds": seconds, "run_id": run.run_id, "state": state}),
           flush=True)

@@ -106,6 +106,12 @@ class FakeApiServer:
                                             "resources": [{"name": p, "namespaced": True, "kind": p,
                                                            "verbs": ["create", "get", "delete"]}
                                                           for p in plurals]})
+                match = re.match(r"^/api/v1/namespaces/([^/]+)$", path)
+                if match:  # a Namespace itself: stored under ("", "", "namespaces", name)
+                    found = state.objects.get(("", "", "namespaces", match.group(1)))
+                    if found is None:
+                        return self._status(404, "NotFound", f"namespaces {match.group(1)!r} not found")
+                    return self._send(200, found)
                 match = OBJECT_PATH.match(path)
                 if match and match["log"]:
                     text = state.logs.get((match["ns"], match["name"]))

@@ -28,8 +28,9 @@ from tests.kube.fake_apiserver import FakeApiServer, JsonHandler
 class FakeKfp:
     """KFP's run API: experiments by name, runs created and read; `final_state` decides the end."""
 
-    def __init__(self, final_state: str = "SUCCEEDED") -> None:
+    def __init__(self, final_state: str = "SUCCEEDED", multi_user: bool = False) -> None:
         self.final_state = final_state
+        self.multi_user = multi_user  # refuse calls without kubeflow-userid, as multi-user KFP does
         self.runs: dict[str, dict] = {}
         self.experiments: list[dict] = []
         self.users: set[str | None] = set()
@@ -39,7 +40,16 @@ class FakeKfp:
         state = self
 
         class Handler(JsonHandler):
+            def _identified(self) -> bool:
+                if state.multi_user and not self.headers.get("kubeflow-userid"):
+                    self._send(400, {"error": "Bad request: no user identity header", "code": 3,
+                                     "message": "Bad request: no user identity header"})
+                    return False
+                return True
+
             def do_GET(self) -> None:  # noqa: N802
+                if not self._identified():
+                    return None
                 if self.path.startswith("/apis/v2beta1/runs/"):
                     run = state.runs.get(self.path.rsplit("/", 1)[1])
                     if run is None:
@@ -54,6 +64,8 @@ class FakeKfp:
 
             def do_POST(self) -> None:  # noqa: N802
                 state.users.add(self.headers.get("kubeflow-userid"))
+                if not self._identified():
+                    return None
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"] or 0)) or b"{}")
                 if self.path == "/apis/v2beta1/experiments":
                     experiment = {**body, "experiment_id": uuid.uuid4().hex}
@@ -255,3 +267,60 @@ def test_a_stopped_driver_terminates_its_run(tmp_path):
         assert proc.returncode == 1
         assert kfp_api.terminated == list(kfp_api.runs)
         assert "terminated (Stopped)" in out
+
+
+def test_a_run_cancelled_elsewhere_ends_the_wait_at_once(tmp_path):
+    """kfp.Client's own wait does not count CANCELED as an end and would wait the timeout out."""
+    import time
+
+    with FakeKfp(final_state="CANCELED") as kfp_api:
+        started = time.monotonic()
+        proc = _driver({"MINIKF_KFP_HOST": kfp_api.url, "HOME": str(tmp_path)}, "basics-sequential",
+                       "--timeout", "100")
+    assert time.monotonic() - started < 60
+    assert proc.returncode == 1
+    assert "state CANCELED (cancelled outside minikf" in proc.stdout
+    assert kfp_api.terminated == []
+
+
+def test_every_state_a_run_cannot_leave_ends_the_wait():
+    """FINAL_STATES against the states kfp_server_api (the client of this KFP API) knows."""
+    import kfp_server_api
+
+    from minikf.kube.kfp_driver import FINAL_STATES
+
+    known = set(kfp_server_api.V2beta1RuntimeState.allowable_values)
+    assert FINAL_STATES <= known
+    assert known - FINAL_STATES == {"RUNTIME_STATE_UNSPECIFIED", "PENDING", "RUNNING", "PAUSED"}
+
+
+def test_multi_user_kfp_gets_the_namespace_owner_as_kubeflow_userid(tmp_path, monkeypatch):
+    """The platform reads the namespace's `owner` annotation (a profile's, or the appliance's
+    minikf namespace's) and the driver sends it; without one, the error says what to set."""
+    monkeypatch.delenv("MINIKF_KFP_USER", raising=False)
+    with FakeApiServer() as api, FakeKfp(multi_user=True) as kfp_api:
+        monkeypatch.setenv("MINIKF_KFP_HOST", kfp_api.url)
+        monkeypatch.setenv("HOME", str(tmp_path))
+        kubeconfig = str(api.kubeconfig(tmp_path))
+        argv = [sys.executable, "-m", "minikf.pipelines.run_local", "basics-sequential",
+                "--arguments", '{"a": 1, "b": 1, "c": 1}']
+
+        platform = KubernetesPlatform(kubeconfig=kubeconfig, namespace="ml")
+        resources = RunResources()
+        proc = platform.launch(argv, {}, tmp_path / "none.log", resources)
+        assert proc.wait(timeout=120) == 2
+        resources.cleanup()
+        log = (tmp_path / "none.log").read_text()
+        assert "multi-user and wants the kubeflow-userid header: set MINIKF_KFP_USER" in log
+        assert not kfp_api.runs
+
+        api.objects[("", "", "namespaces", "ml")] = {
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "ml", "annotations": {"owner": "system:serviceaccount:ml:minikf-runner"}}}
+        assert platform.kfp_user() == "system:serviceaccount:ml:minikf-runner"
+        resources = RunResources()
+        proc = platform.launch(argv, {}, tmp_path / "owner.log", resources)
+        assert proc.wait(timeout=120) == 0, (tmp_path / "owner.log").read_text()
+        resources.cleanup()
+    assert kfp_api.users == {"system:serviceaccount:ml:minikf-runner"}
+    assert len(kfp_api.runs) == 1

@@ -37,7 +37,11 @@ def run_training(platform: KubernetesPlatform, request: TrainRequest, resources:
     spec = res.TrainSpec(name=res.dns_name(request.name), namespace=platform.namespace,
                          workers=request.workers, argv=job_entry_argv(request, mirrors),
                          image=platform.image, data_configmaps=configmaps, labels=labels)
-    obj = res.pytorchjob(spec) if crd == res.PYTORCHJOB else res.trainjob(spec)
+    try:
+        obj = (res.pytorchjob(spec) if crd == res.PYTORCHJOB
+               else res.trainjob(spec, trainer_version=platform.trainer_version()))
+    except res.InvalidResource as exc:  # a Trainer release without the TrainJob API
+        raise ClusterStepFailed(str(exc)) from None
     custom = platform.custom_api()
     what = f"{platform.train_kind} {spec.name}"
     platform.api(f"create {what}", custom.create_namespaced_custom_object,

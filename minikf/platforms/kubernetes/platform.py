@@ -102,7 +102,7 @@ class KubernetesPlatform(Platform):
                 "crds": self.crds, "training_resource": self.train_kind, "image": self.image,
                 "flavor": self._flavor_summary(),
                 "flavors": {cap: choice.line() for cap, choice in self.choices.items()},
-                "kfp": self.kfp, "components": self.component_versions()}
+                "kfp": self.kfp, "components": self.component_versions(), "trainer_api": self.trainer_api()}
 
     def component_versions(self) -> dict[str, str]:
         """Kubeflow component -> image tag of its controller, for the results' versions; best
@@ -134,6 +134,33 @@ class KubernetesPlatform(Platform):
                     found[component] = image.rsplit("@", 1)[-1] if "@" in image else image.rsplit(":", 1)[-1]
         self._versions = found
         return found
+
+    def trainer_version(self) -> tuple[int, int] | None:
+        """The Kubeflow Trainer release (from its controller's image tag), None if not readable."""
+        return res.parse_trainer_version(self.component_versions().get("Kubeflow Trainer"))
+
+    def trainer_api(self) -> str:
+        """What the TrainJobs sent here use to add the data volume, and why (for describe())."""
+        version = self.trainer_version()
+        if version is None:
+            return ("Trainer version not readable here: TrainJobs use runtimePatches (Trainer >= 2.2); "
+                    "on Trainer 2.0/2.1 that field would be dropped")
+        return f"Trainer {version[0]}.{version[1]}: TrainJobs use {res.trainer_patch_field(version)}"
+
+    def kfp_user(self) -> str | None:
+        """The identity multi-user Kubeflow Pipelines wants on direct API calls (`kubeflow-userid`):
+        MINIKF_KFP_USER, else the `owner` annotation that Kubeflow's profile controller (and the
+        appliance's minikf namespace) puts on the namespace; None if neither says."""
+        if os.environ.get("MINIKF_KFP_USER"):
+            return os.environ["MINIKF_KFP_USER"]
+        import urllib3
+        from kubernetes.client.rest import ApiException
+
+        try:
+            ns = self.core_api().read_namespace(self.namespace, _request_timeout=self.cluster.timeout_s)
+        except (ApiException, urllib3.exceptions.HTTPError):
+            return None  # e.g. a user who may not read namespaces: KFP's own error then says what to set
+        return (ns.metadata.annotations or {}).get("owner")
 
     def _find_kfp(self) -> str:
         """Whether a Kubeflow Pipelines API is there: MINIKF_KFP_HOST, or its pod in kfp_namespace."""
@@ -236,6 +263,9 @@ class KubernetesPlatform(Platform):
         cluster_env = {"MINIKF_KUBECONFIG": self.cluster.kubeconfig, "MINIKF_NAMESPACE": self.namespace,
                        "MINIKF_KUBE_CONTEXT": self.cluster.context,
                        "MINIKF_KFP_NAMESPACE": self.kfp_namespace, "MINIKF_RUNTIME_IMAGE": self.image}
+        user = self.kfp_user()
+        if user:
+            cluster_env["MINIKF_KFP_USER"] = user
         # SIGTERM if minikf dies: the driver then terminates the run on the cluster first
         return resources.spawn(driver, log_path, env={**os.environ, **env, **cluster_env},
                                death_signal=signal.SIGTERM)
