@@ -15,7 +15,9 @@ import os
 from minikf.kube.objects import check_openapi, dns_name
 from minikf.profiles.store import Profile
 
-NOTEBOOK_IMAGE = os.environ.get("MINIKF_NOTEBOOK_IMAGE", "kubeflownotebookswg/jupyter-scipy:v1.9.0")
+# The Jupyter web app's default image at the pinned Kubeflow release (tests/appliance/test_upstream.py).
+NOTEBOOK_IMAGE = os.environ.get(
+    "MINIKF_NOTEBOOK_IMAGE", "ghcr.io/kubeflow/kubeflow/notebook-servers/jupyter-scipy:v1.10.0")
 NOTEBOOK_PORT = 8888
 
 

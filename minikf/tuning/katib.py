@@ -2,11 +2,15 @@
 
 Same objective, budget, parallelism, median stopping and search space as the local Optuna
 search; each trial is a Job running minikf.tuning.katib_trial in the minikf runtime image,
-whose `accuracy=` / `loss=` lines Katib's StdOut collector reads.
+whose `accuracy=` / `loss=` lines Katib's StdOut collector reads (Katib injects that collector
+only in namespaces labelled katib.kubeflow.org/metrics-collector-injection=enabled, as the
+appliance's minikf namespace is). The preprocessed data reaches each trial pod as ConfigMaps
+(minikf.kube.objects.files_configmaps) projected at the directory `--data` names.
 """
 
 from __future__ import annotations
 
+from minikf.kube.objects import DATA_MOUNT, PULL_POLICY, check_openapi, projected_volume
 from minikf.tuning.spec import TuningSpec
 
 ALGORITHMS = {"tpe": "tpe", "random": "random"}
@@ -23,14 +27,23 @@ def _feasible(p) -> dict:
     return space
 
 
-def experiment(spec: TuningSpec, name: str, namespace: str, image: str, data_dir: str) -> dict:
-    """A Katib Experiment manifest; `data_dir` is where the trial pod sees train/test.npz."""
+def experiment(spec: TuningSpec, name: str, namespace: str, image: str, data_configmaps: list[str],
+               data_dir: str = DATA_MOUNT) -> dict:
+    """A Katib Experiment manifest; the trial pod sees train/test.npz from `data_configmaps` at
+    `data_dir` (a `--data` without a volume behind it would find nothing there)."""
+    if not data_configmaps:
+        raise ValueError("a Katib trial needs the ConfigMaps holding its data")
     names = [p.name for p in spec.parameters]
     fixed = {"lr": "0.002", "batch_size": "32", "epochs": "1"}
     value = {n: f"${{trialParameters.{n}}}" if n in names else fixed[n] for n in fixed}
     command = ["python", "-m", "minikf.tuning.katib_trial", "--data", data_dir, "--out",
                "/tmp/trial", "--epochs", value["epochs"], "--batch-size", value["batch_size"],
                "--lr", value["lr"]]
+    trial_pod = {"restartPolicy": "Never", "containers": [{
+        "name": "training-container", "image": image, "imagePullPolicy": PULL_POLICY, "command": command,
+        "volumeMounts": [{"name": "data", "mountPath": data_dir, "readOnly": True}]}],
+        "volumes": [projected_volume("data", data_configmaps)]}
+    check_openapi(trial_pod, "V1PodSpec")
     body: dict = {
         "objective": {"type": spec.objective.type,
                       "objectiveMetricName": spec.objective.metric,
@@ -49,8 +62,7 @@ def experiment(spec: TuningSpec, name: str, namespace: str, image: str, data_dir
             "trialParameters": [{"name": n, "reference": n} for n in names],
             "trialSpec": {"apiVersion": "batch/v1", "kind": "Job", "spec": {"template": {
                 "metadata": {"annotations": {"sidecar.istio.io/inject": "false"}},
-                "spec": {"restartPolicy": "Never", "containers": [
-                    {"name": "training-container", "image": image, "command": command}]},
+                "spec": trial_pod,
             }}},
         },
     }

@@ -193,7 +193,7 @@ def test_katib_experiment_of_the_tuning_scenario_passes_the_katib_sdk():
     raw = yaml.safe_load((SCENARIOS / "tuning.yaml").read_text())
     spec_raw = next(s for s in raw["steps"] if s["kind"] == "tune")["args"]["spec"]
     spec_raw.update(max_trials=6, parallel_trials=2)  # ${params.*} in the file
-    obj = experiment(parse_spec(spec_raw), "fm-tune", "team", res.RUNTIME_IMAGE, "/data")
+    obj = experiment(parse_spec(spec_raw), "fm-tune", "team", res.RUNTIME_IMAGE, ["fm-data-0", "fm-data-1"])
     model = res.check_pydantic(obj, katib.V1beta1Experiment)
     assert model.spec.objective.objective_metric_name == "accuracy"
     assert {p.name for p in model.spec.parameters} == {"lr", "batch_size", "epochs"}

@@ -26,7 +26,7 @@ KATIB_FILTER = re.compile(r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)")
 
 
 def test_experiment_carries_objective_budget_stopping_and_space():
-    manifest = experiment(parse_spec(SPEC), "fm-tune", "kubeflow-user", "minikf/runtime:1", "/data")
+    manifest = experiment(parse_spec(SPEC), "fm-tune", "kubeflow-user", "minikf/runtime:1", ["fm-data-0"])
     assert manifest["apiVersion"] == "kubeflow.org/v1beta1" and manifest["kind"] == "Experiment"
     spec = manifest["spec"]
     assert spec["objective"] == {"type": "maximize", "objectiveMetricName": "accuracy",
@@ -42,6 +42,15 @@ def test_experiment_carries_objective_budget_stopping_and_space():
     command = container["command"]
     assert command[command.index("--lr") + 1] == "${trialParameters.lr}"
     assert command[command.index("--epochs") + 1] == "1"  # not searched: the fixed default
+    # --data names a directory the pod has: the data ConfigMaps projected there
+    data_dir = command[command.index("--data") + 1]
+    (mount,) = container["volumeMounts"]
+    assert mount["mountPath"] == data_dir
+    (volume,) = spec["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["volumes"]
+    assert volume["name"] == mount["name"]
+    assert volume["projected"]["sources"] == [{"configMap": {"name": "fm-data-0"}}]
+    with pytest.raises(ValueError, match="needs the ConfigMaps"):
+        experiment(parse_spec(SPEC), "fm-tune", "kubeflow-user", "minikf/runtime:1", [])
 
 
 @pytest.mark.slow
