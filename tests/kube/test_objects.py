@@ -72,6 +72,7 @@ def test_trainjob_is_a_valid_trainer_api_object():
     assert job.spec.trainer.num_nodes == 3
     assert job.spec.trainer.command[:3] == ["python3", "-m", "minikf.kube.job_entry"]
     assert job.spec.trainer.num_proc_per_node == 1
+    assert job.spec.runtime_patches[0].manager == "minikf.dev/manager"  # Trainer's webhook: domain/path
     patched = job.spec.runtime_patches[0].training_runtime_spec.template.spec.replicated_jobs[0]
     pod = patched.template.spec.template.spec
     assert pod.volumes[0].projected.sources[0].config_map.name == "fm-data-0"

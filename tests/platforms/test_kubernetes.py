@@ -343,3 +343,27 @@ def test_component_versions_from_controller_images(tmp_path):
         platform = KubernetesPlatform(kubeconfig=str(api.kubeconfig(tmp_path)))
         info = platform.describe()
     assert info["components"] == {"Training Operator": "v1-855e096", "KServe": "v0.15.0"}
+
+
+@pytest.mark.parametrize("tag, field", [("v2.1.0", "podTemplateOverrides"), ("v2.3.0", "runtimePatches"),
+                                        (None, "runtimePatches")])
+def test_the_trainjob_carries_the_data_volume_in_its_trainer_releases_field(tmp_path, tag, field):
+    """Trainer 2.0/2.1 have no runtimePatches and an API server drops a field its CRD lacks: the
+    platform reads the release from the controller's image and says what it sends."""
+    with FakeApiServer(crds={("trainer.kubeflow.org", "v1alpha1", "trainjobs")}) as api:
+        if tag:
+            api.objects[("apps", "kubeflow-system", "deployments", "kubeflow-trainer-controller-manager")] = {
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "kubeflow-trainer-controller-manager", "namespace": "kubeflow-system"},
+                "spec": {"template": {"spec": {"containers": [
+                    {"name": "manager", "image": f"ghcr.io/kubeflow/trainer/trainer-controller-manager:{tag}"}]}}}}
+        platform = KubernetesPlatform(kubeconfig=str(api.kubeconfig(tmp_path)), namespace="team")
+        assert field in platform.describe()["trainer_api"]
+        if tag is None:
+            assert "not readable" in platform.describe()["trainer_api"]
+        resources = RunResources()
+        with pytest.raises(ClusterStepFailed, match="not finished after 1s"):
+            platform.run_training(_request("minikf-train-v", 2, [str(SAMPLE)], True, 1, tmp_path), resources)
+        (job,) = [o for k, o in api.objects.items() if k[2] == "trainjobs"]
+        assert list(job["spec"][field][0])[0] in ("targetJobs", "manager")
+        assert resources.cleanup() == []
