@@ -149,8 +149,13 @@ def status(
     state = ApplianceState.load(name)
     if kubeconfig is None and state and state.kubeconfig:
         kubeconfig = Path(state.kubeconfig)
-    names = _split(components) or (state.components if state else [])
-    chosen = comp.resolve(names) if names else [comp.COMPONENTS[n] for n in comp.DEFAULT_COMPONENTS]
+    names = _split(components)
+    if names:
+        chosen = comp.resolve(names)
+    elif state and state.components:  # what `up` installed, as it was (--no-deps included)
+        chosen = [comp.COMPONENTS[n] for n in state.components if n in comp.COMPONENTS]
+    else:
+        chosen = [comp.COMPONENTS[n] for n in comp.DEFAULT_COMPONENTS]
     cluster = connect(kubeconfig, context)
     try:
         typer.echo(f"cluster {cluster.server} (Kubernetes {cluster.version}, context {cluster.context})")

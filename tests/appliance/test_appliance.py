@@ -261,6 +261,53 @@ def test_collect_diagnostics_keeps_each_commands_output(tmp_path):
     assert bundle.exists() and pods.read_text().startswith("$ kubectl get pods -n istio-system -o wide")
 
 
+def test_object_refs_name_each_object_so_kubectl_cannot_mistake_its_kind():
+    from minikf.appliance.install import object_refs
+
+    refs = object_refs("apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n"
+                       "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: d, namespace: a}\n---\n")
+    assert [(r.resource, r.namespace, r.name) for r in refs] == [
+        ("Namespace.v1.", "", "a"), ("DaemonSet.v1.apps", "a", "d")]
+
+
+def test_remove_deletes_in_reverse_with_namespaces_last(tmp_path, monkeypatch):
+    from minikf.appliance.install import ObjectRef
+
+    installer = Installer(Tools(), tmp_path / "k", comp.Mirrors(), tmp_path)
+    calls = []
+
+    def kubectl(*args, **kw):
+        calls.append(args[:args.index("--ignore-not-found")])
+        return type("R", (), {"ok": True, "last_line": lambda self: ""})()
+
+    monkeypatch.setattr(installer, "_kubectl", kubectl)
+    refs = [ObjectRef("v1", "Namespace", "", "ns"), ObjectRef("v1", "ServiceAccount", "ns", "a"),
+            ObjectRef("v1", "ServiceAccount", "ns", "b"), ObjectRef("apps/v1", "DaemonSet", "kube-system", "d")]
+    assert installer.remove(refs) == []
+    assert calls == [("delete", "DaemonSet.v1.apps", "d", "-n", "kube-system"),
+                     ("delete", "ServiceAccount.v1.", "b", "a", "-n", "ns"),
+                     ("delete", "Namespace.v1.", "ns")]
+
+
+def test_existing_driver_needs_a_kubeconfig_and_only_it_takes_one(tmp_path):
+    result = _minikf("up", "--driver", "existing", "-c", "minikf", home=tmp_path)
+    assert result.returncode == 2 and "--driver existing needs --kubeconfig FILE" in result.stderr
+    result = _minikf("up", "--kubeconfig", str(tmp_path / "k"), "-c", "minikf", home=tmp_path)
+    assert result.returncode == 2 and "--kubeconfig and --context go with --driver existing" in result.stderr
+
+
+@needs_kubectl
+def test_existing_driver_preflight_names_a_cluster_that_does_not_answer(tmp_path):
+    kubeconfig = _unreachable_kubeconfig(tmp_path)
+    result = _minikf("up", "--driver", "existing", "--kubeconfig", str(kubeconfig), "-c", "gpu",
+                     home=tmp_path / "h")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"error: preflight for minikf up --driver existing ({kubeconfig}) "
+                                    f"failed, nothing was created")
+    assert "  API server: no answer (" in result.stderr
+    assert not (tmp_path / "h").exists()
+
+
 # --- status ------------------------------------------------------------------------------------
 
 def test_status_against_an_unreachable_kubeconfig_is_one_line(tmp_path):
@@ -306,6 +353,25 @@ def test_status_reports_each_component(tmp_path):
         result = _minikf("status", "--kubeconfig", str(path), "-c", "training-operator", home=tmp_path)
         assert result.returncode == 1 and "istio              not installed" in result.stdout
     assert result.stdout.startswith(f"cluster {api.url} (Kubernetes v1.31.0-fake")
+
+
+def test_status_reads_a_daemonset_for_the_gpu_component(tmp_path):
+    from minikf.kube.client import connect
+
+    with FakeApiServer() as api:
+        key = ("apps", "kube-system", "daemonsets", "nvidia-device-plugin")
+        api.objects[key] = {"apiVersion": "apps/v1", "kind": "DaemonSet",
+                            "metadata": {"name": "nvidia-device-plugin", "namespace": "kube-system"},
+                            "status": {"desiredNumberScheduled": 1, "numberAvailable": 0}}
+        cluster = connect(str(api.kubeconfig(tmp_path)))
+        try:
+            (gpu,) = health(cluster, [comp.COMPONENTS["gpu"]])
+            assert (gpu.state, gpu.detail) == ("not ready", "kube-system/nvidia-device-plugin 0/1")
+            api.objects[key]["status"]["numberAvailable"] = 1
+            (gpu,) = health(cluster, [comp.COMPONENTS["gpu"]])
+            assert (gpu.state, gpu.detail) == ("ready", "1 daemonset(s) available")
+        finally:
+            cluster.close()
 
 
 # --- the kind driver's calls -------------------------------------------------------------------
