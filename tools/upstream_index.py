@@ -170,7 +170,8 @@ def index_trainer(git_dir: Path, tags: list[str]) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="minikf-upstream-") as tmp:
             tree = Path(tmp)
             commit = export(git_dir, tag, tree)
-            crd = yaml.safe_load((tree / "manifests/base/crds/trainer.kubeflow.org_trainjobs.yaml").read_text())
+            crd_file = tree / "manifests/base/crds/trainer.kubeflow.org_trainjobs.yaml"
+            crd = yaml.safe_load(crd_file.read_text())
             version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1")
             spec = skeleton(version["schema"]["openAPIV3Schema"])["spec"]
             patch = _patch_field(spec)

@@ -48,7 +48,8 @@ class ExistingAppliance:
         kustomize = next((parse_version(line) for line in client.splitlines()
                           if line.startswith("Kustomize Version")), None)
         want = ".".join(map(str, KUSTOMIZE_MIN))
-        checks.append(Check("kustomize (kubectl kustomize)", kustomize is not None and kustomize >= KUSTOMIZE_MIN,
+        new_enough = kustomize is not None and kustomize >= KUSTOMIZE_MIN
+        checks.append(Check("kustomize (kubectl kustomize)", new_enough,
                             f"v{'.'.join(map(str, kustomize))}" if kustomize else "version unknown",
                             f"Kubeflow's manifests need kustomize >= v{want}: install kubectl >= v1.27"))
         readable = self.kubeconfig.is_file()
@@ -56,7 +57,8 @@ class ExistingAppliance:
                             "give --kubeconfig the file of the cluster to install onto"))
         server = ""
         if readable:
-            result = self._kubectl("version", "-o", "json", "--request-timeout=20s", timeout_s=60, check=False)
+            result = self._kubectl("version", "-o", "json", "--request-timeout=20s", timeout_s=60,
+                                   check=False)
             try:
                 server = json.loads(result.stdout or "{}").get("serverVersion", {}).get("gitVersion", "")
             except ValueError:
@@ -92,7 +94,8 @@ class ExistingAppliance:
         if previous is not None and previous.driver != "existing":
             raise MinikfError(f"appliance {self.name!r} is a {previous.driver} cluster; pick another --name "
                               f"or `minikf down --name {self.name}` first", 2)
-        state = ApplianceState(name=self.name, driver="existing", components=[c.name for c in self.components],
+        state = ApplianceState(name=self.name, driver="existing",
+                               components=[c.name for c in self.components],
                                kubeconfig=str(kubeconfig), endpoints={"kubeconfig": str(kubeconfig)},
                                versions={"kubeflow": KUBEFLOW_VERSION, "kubernetes": server},
                                created=list(previous.created) if previous else [])

@@ -36,6 +36,8 @@ def check(
         typer.echo(f"  Kubeflow Pipelines API: {info['kfp']}")
         for component, version in info["components"].items():
             typer.echo(f"  {component}: {version}")
+        if platform.train_kind == "TrainJob" and "training" in platform.capabilities:
+            typer.echo(f"  TrainJob data volume: {info['trainer_api']}")
         for capability, line in info["flavors"].items():
             typer.echo(f"{capability}: {line}")
         problems = [f"{cap}: {choice.why}" for cap, choice in platform.choices.items()

@@ -282,7 +282,8 @@ def test_remove_deletes_in_reverse_with_namespaces_last(tmp_path, monkeypatch):
 
     monkeypatch.setattr(installer, "_kubectl", kubectl)
     refs = [ObjectRef("v1", "Namespace", "", "ns"), ObjectRef("v1", "ServiceAccount", "ns", "a"),
-            ObjectRef("v1", "ServiceAccount", "ns", "b"), ObjectRef("apps/v1", "DaemonSet", "kube-system", "d")]
+            ObjectRef("v1", "ServiceAccount", "ns", "b"),
+            ObjectRef("apps/v1", "DaemonSet", "kube-system", "d")]
     assert installer.remove(refs) == []
     assert calls == [("delete", "DaemonSet.v1.apps", "d", "-n", "kube-system"),
                      ("delete", "ServiceAccount.v1.", "b", "a", "-n", "ns"),

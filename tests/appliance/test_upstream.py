@@ -248,8 +248,8 @@ def test_the_minikf_namespace_has_what_kfp_and_katib_select_namespaces_by():
     assert {"pipelines.kubeflow.org/enabled", "katib.kubeflow.org/metrics-collector-injection"} <= set(wanted)
     assert {k: labels.get(k) for k in wanted} == wanted
     # multi-user KFP runs pipeline pods as this service account of the run's namespace
-    runner = MANIFESTS["builds"]["applications/pipeline/upstream/env/cert-manager/platform-agnostic-multi-user"][
-        "settings"]["DEFAULTPIPELINERUNNERSERVICEACCOUNT"]
+    kfp = "applications/pipeline/upstream/env/cert-manager/platform-agnostic-multi-user"
+    runner = MANIFESTS["builds"][kfp]["settings"]["DEFAULTPIPELINERUNNERSERVICEACCOUNT"]
     accounts = {o["metadata"]["name"] for o in objs if o["kind"] == "ServiceAccount"}
     assert runner in accounts
     (binding,) = [o for o in objs if o["kind"] == "RoleBinding"]

@@ -356,7 +356,8 @@ def test_the_trainjob_carries_the_data_volume_in_its_trainer_releases_field(tmp_
                 "apiVersion": "apps/v1", "kind": "Deployment",
                 "metadata": {"name": "kubeflow-trainer-controller-manager", "namespace": "kubeflow-system"},
                 "spec": {"template": {"spec": {"containers": [
-                    {"name": "manager", "image": f"ghcr.io/kubeflow/trainer/trainer-controller-manager:{tag}"}]}}}}
+                    {"name": "manager",
+                     "image": f"ghcr.io/kubeflow/trainer/trainer-controller-manager:{tag}"}]}}}}
         platform = KubernetesPlatform(kubeconfig=str(api.kubeconfig(tmp_path)), namespace="team")
         assert field in platform.describe()["trainer_api"]
         if tag is None:
