@@ -304,7 +304,7 @@ def test_domain_prefixed_path_rule():
 
 
 def test_the_platform_reads_the_trainer_version_where_upstream_runs_its_controller():
-    from minikf.platforms.kubernetes import COMPONENT_DEPLOYMENTS, COMPONENT_NAMESPACES
+    from minikf.platforms.kubernetes.platform import COMPONENT_DEPLOYMENTS, COMPONENT_NAMESPACES
 
     for tag, facts in TRAINER.items():
         (controller,) = facts["controller"]

@@ -363,7 +363,7 @@ def test_the_trainjob_carries_the_data_volume_in_its_trainer_releases_field(tmp_
         if tag is None:
             assert "not readable" in platform.describe()["trainer_api"]
         resources = RunResources()
-        with pytest.raises(ClusterStepFailed, match="not finished after 1s"):
+        with pytest.raises(ClusterStepFailed, match="TrainJob minikf-train-v not done after"):
             platform.run_training(_request("minikf-train-v", 2, [str(SAMPLE)], True, 1, tmp_path), resources)
         (job,) = [o for k, o in api.objects.items() if k[2] == "trainjobs"]
         assert list(job["spec"][field][0])[0] in ("targetJobs", "manager")
