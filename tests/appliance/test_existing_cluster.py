@@ -31,7 +31,8 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from minikf.appliance.components import LOCAL_MANIFESTS
+from minikf.appliance.components import KUSTOMIZE_MIN, LOCAL_MANIFESTS
+from minikf.appliance.tools import parse_version
 from tests.paths import ROOT
 
 pytestmark = pytest.mark.kube
@@ -73,6 +74,10 @@ def cluster() -> tuple[list[str], Path]:
     """(the prefix that runs a command where the API server answers, the kubeconfig), or a skip."""
     if shutil.which("kubectl") is None:
         pytest.skip("kubectl is not installed here")
+    client = subprocess.run(["kubectl", "version", "--client"], capture_output=True, text=True).stdout
+    kustomize = next((parse_version(line) for line in client.splitlines() if "Kustomize" in line), None)
+    if kustomize is None or kustomize < KUSTOMIZE_MIN:
+        pytest.skip(f"this kubectl's kustomize ({kustomize}) is older than the existing driver needs (v5)")
     kubeconfig = _kubeconfig()
     if not kubeconfig.is_file():
         pytest.skip(f"no kubeconfig at {kubeconfig}: the shared cluster is not up "
