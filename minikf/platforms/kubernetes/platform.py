@@ -30,6 +30,8 @@ from minikf.runtime.errors import StepFailed
 from minikf.runtime.processes import ProcessHandle, RunResources
 
 POLL_S = 2.0
+# A container waiting for one of these will not start by waiting longer.
+UNPULLABLE = frozenset({"ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName"})
 ALSO_REPORTED = [res.EXPERIMENT, res.NOTEBOOK]
 # Controller deployments whose image tag says which version of a component the cluster runs.
 COMPONENT_DEPLOYMENTS = {
@@ -408,14 +410,18 @@ class KubernetesPlatform(Platform):
     def pods_summary(self, selector: str) -> str:
         """Each pod's phase and, for a container that is waiting or terminated, the reason:
         what a user needs when a job or server never comes up (ErrImagePull, Pending, ...)."""
+        return self._pods_state(selector)[0]
+
+    def _pods_state(self, selector: str) -> tuple[str, bool]:
+        """(pods_summary, whether a container waits on an image the node cannot get)."""
         try:
             pods = self.api("list pods", self.core_api().list_namespaced_pod, self.namespace,
-                             label_selector=selector)
+                            label_selector=selector)
         except ClusterStepFailed as exc:
-            return f"pods not listed: {exc}"
+            return f"pods not listed: {exc}", False
         if not pods.items:
-            return f"no pods ({selector}) were created"
-        parts = []
+            return f"no pods ({selector}) were created", False
+        parts, unpullable = [], False
         for pod in pods.items:
             phase = (pod.status.phase if pod.status else None) or "Unknown"
             reasons = []
@@ -424,10 +430,11 @@ class KubernetesPlatform(Platform):
                 detail = (state.waiting if state and state.waiting else
                           state.terminated if state and state.terminated else None)
                 if detail is not None and detail.reason:
+                    unpullable |= detail.reason in UNPULLABLE
                     reasons.append(f"{cs.name}: {detail.reason}" +
                                    (f" ({detail.message.splitlines()[0]})" if detail.message else ""))
             parts.append(f"{pod.metadata.name} {phase}" + (f" [{'; '.join(reasons)}]" if reasons else ""))
-        return "pods: " + ", ".join(parts)
+        return "pods: " + ", ".join(parts), unpullable
 
     def wait_for(self, what: str, poll: Callable[[], tuple[bool, str]], timeout_s: float,
                  pods_selector: str, status: StatusHook, progress: str) -> None:
@@ -439,10 +446,13 @@ class KubernetesPlatform(Platform):
             done, why = poll()
             if done:
                 return
+            summary, unpullable = self._pods_state(pods_selector)
+            if unpullable:  # it will not start by waiting: say so now, not at the timeout
+                raise ClusterStepFailed(f"{what} cannot start: the node cannot get an image (load it "
+                                        f"with `minikf images load`, or pin a tag a registry has); {summary}")
             if time.monotonic() > deadline:
                 detail = f": {why}" if why else ""
-                raise ClusterStepFailed(f"{what} not done after {budget:g}s{detail}; "
-                                        f"{self.pods_summary(pods_selector)}")
+                raise ClusterStepFailed(f"{what} not done after {budget:g}s{detail}; {summary}")
             status(f"{what}: {why or progress}")
             time.sleep(POLL_S)
 
