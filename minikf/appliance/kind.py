@@ -9,10 +9,10 @@ from pathlib import Path
 
 from minikf.appliance import kindconfig, preflight
 from minikf.appliance.components import KIND_NODE_IMAGE, KUBEFLOW_VERSION, Component, Mirrors
+from minikf.appliance.imageload import LoadTarget, load_images
 from minikf.appliance.install import Installer
 from minikf.appliance.state import ApplianceState, home
 from minikf.appliance.tools import Tools
-from minikf.appliance.imageload import LoadTarget, load_images
 
 # Inside the node after creation, as NVIDIA's nvkind does: the toolkit that provides
 # nvidia-container-runtime, made containerd's default runtime. MINIKF_MIRROR_NVIDIA_APT replaces the

@@ -32,7 +32,8 @@ def build_cmd(
 
 @app.command("load")
 def load_cmd(
-    image: list[str] = typer.Argument(None, help="images (default: minikf/runtime:latest minikf/server:latest)"),
+    image: list[str] = typer.Argument(None, help="images (default: minikf/runtime:latest "
+                                      "minikf/server:latest)"),
     kind: str | None = typer.Option(None, "--kind", help="a kind cluster's name"),
     cluster_script: str | None = typer.Option(None, help="a cluster script with a `load-image` verb "
                                               "(../shared/k8s/cluster.sh)"),

@@ -19,7 +19,13 @@ from typing import Any
 
 from minikf.kube.client import Permission
 from minikf.kube.objects import (
-    DATA_MOUNT, MODEL_MOUNT, MODEL_PORT, PULL_POLICY, TrainSpec, check_openapi, projected_volume,
+    DATA_MOUNT,
+    MODEL_MOUNT,
+    MODEL_PORT,
+    PULL_POLICY,
+    TrainSpec,
+    check_openapi,
+    projected_volume,
     security_context,
 )
 
@@ -61,7 +67,8 @@ def rank0_service_name(job: str) -> str:
 
 def rank0_service(job: str, namespace: str, labels: dict) -> dict:
     """The Service whose ClusterIP is every rank's MASTER_ADDR: it selects the index-0 pod only."""
-    obj = {"apiVersion": "v1", "kind": "Service", "metadata": _meta(rank0_service_name(job), namespace, labels),
+    meta = _meta(rank0_service_name(job), namespace, labels)
+    obj = {"apiVersion": "v1", "kind": "Service", "metadata": meta,
            "spec": {"selector": {JOB_NAME_LABEL: job, RANK_LABEL: "0"},
                     "publishNotReadyAddresses": True,  # the store is up before any probe could say so
                     "ports": [{"name": "rendezvous", "port": MASTER_PORT, "targetPort": MASTER_PORT}]}}

@@ -42,7 +42,6 @@ from minikf.workload.contract import EXIT_PEER_LOST, EXIT_PEER_TIMEOUT
 from minikf.workload.model import FashionCNN, save_model
 
 
-
 def _seconds(name: str, default: float) -> float:
     value = os.environ.get(name, "")
     return float(value) if value.strip() else default

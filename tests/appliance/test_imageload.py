@@ -4,8 +4,8 @@ the errors a user meets."""
 
 import pytest
 
-from minikf.appliance.tools import Tools
 from minikf.appliance.imageload import LoadTarget, load_images
+from minikf.appliance.tools import Tools
 from minikf.runtime.errors import MinikfError
 
 
@@ -35,5 +35,7 @@ def test_an_image_not_built_is_named_with_what_to_run(tmp_path):
     (bin_dir / "docker").chmod(0o755)
     script = tmp_path / "cluster.sh"
     script.write_text("#!/bin/sh\nexit 0\n")
-    with pytest.raises(MinikfError, match=r"not in the local Docker Engine: minikf/absent:1; run `minikf images build` first"):
-        load_images(["minikf/absent:1"], LoadTarget(cluster_script=script), Tools(path=str(bin_dir)), say=lambda s: None)
+    expected = r"not in the local Docker Engine: minikf/absent:1; run `minikf images build` first"
+    with pytest.raises(MinikfError, match=expected):
+        load_images(["minikf/absent:1"], LoadTarget(cluster_script=script), Tools(path=str(bin_dir)),
+                    say=lambda s: None)

@@ -48,7 +48,8 @@ def test_vagrantfile_validates_through_python_vagrant(tmp_path):
 
     project = _copy_project(tmp_path / "project")
     if not _has_libvirt_plugin():
-        result = subprocess.run(["vagrant", "validate", "--ignore-provider"], cwd=project, capture_output=True,
+        result = subprocess.run(["vagrant", "validate", "--ignore-provider"], cwd=project,
+                                capture_output=True,
                                 text=True, timeout=120)
         assert "validated successfully" in result.stdout
         pytest.skip("vagrant-libvirt is not installed: validated without the provider blocks")

@@ -125,7 +125,8 @@ def test_kube_check_passes_on_a_complete_cluster(tmp_path, monkeypatch):
     with FakeApiServer(crds=crds) as api:
         for name in ("training-operator", "kserve-controller-manager"):
             api.objects[("apps", "kubeflow", "deployments", name)] = {
-                "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "kubeflow"},
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": name, "namespace": "kubeflow"},
                 "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x:v1"}]}}},
                 "status": {"readyReplicas": 1}}
         proc = _minikf("kube", "check", "--kubeconfig", str(api.kubeconfig(tmp_path)), cwd=tmp_path)

@@ -17,7 +17,8 @@ def test_indexed_job_carries_the_env_contract():
     assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 3, 3)
     assert spec["backoffLimit"] == 0 and spec["activeDeadlineSeconds"] == 120
     pod = spec["template"]["spec"]
-    env = {e["name"]: e.get("value") or e["valueFrom"]["fieldRef"]["fieldPath"] for e in pod["containers"][0]["env"]}
+    env = {e["name"]: e.get("value") or e["valueFrom"]["fieldRef"]["fieldPath"]
+           for e in pod["containers"][0]["env"]}
     assert env["MASTER_ADDR"] == "10.0.0.9" and env["WORLD_SIZE"] == "3" and env["MASTER_PORT"] == "29500"
     assert env["RANK"] == "metadata.annotations['batch.kubernetes.io/job-completion-index']"
     assert env["MINIKF_POD_IP"] == "status.podIP"
@@ -34,17 +35,20 @@ def test_the_rank0_service_selects_only_the_labelled_index0_pod():
 
 
 def test_rank0_rendezvouses_on_its_own_pod_ip_and_the_others_on_the_service():
-    assert rank0_listens_on_own_ip({"RANK": "0", "MINIKF_POD_IP": "172.17.0.5"}) == {"MASTER_ADDR": "172.17.0.5"}
+    own = {"MASTER_ADDR": "172.17.0.5"}
+    assert rank0_listens_on_own_ip({"RANK": "0", "MINIKF_POD_IP": "172.17.0.5"}) == own
     assert rank0_listens_on_own_ip({"RANK": "1", "MINIKF_POD_IP": "172.17.0.6"}) == {}
     assert rank0_listens_on_own_ip({"RANK": "0"}) == {}  # a PyTorchJob: the operator's MASTER_ADDR
 
 
 def test_job_state_from_conditions():
     assert objs.job_state({"status": {}}) == (False, False, "")
-    assert objs.job_state({"status": {"conditions": [{"type": "Complete", "status": "True"}]}})[:2] == (True, True)
+    complete = {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    assert objs.job_state(complete)[:2] == (True, True)
     failed = {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
                                          "message": "Job has reached the specified backoff limit"}]}}
-    assert objs.job_state(failed) == (True, False, "BackoffLimitExceeded: Job has reached the specified backoff limit")
+    assert objs.job_state(failed) == (True, False,
+                                      "BackoffLimitExceeded: Job has reached the specified backoff limit")
 
 
 def test_deployment_serves_with_the_token_from_the_secret():

@@ -18,15 +18,18 @@ def test_no_crds_means_core_with_the_crds_named():
 
 def test_a_crd_with_no_ready_controller_is_not_taken_for_kubeflow():
     """The shared cluster's case: the CRDs are applied, nothing reconciles them."""
-    choice = fl.choose("serving", "auto", ALL, {"kserve-controller-manager": "in kserve, no ready replica"}, [])
+    state = {"kserve-controller-manager": "in kserve, no ready replica"}
+    choice = fl.choose("serving", "auto", ALL, state, [])
     assert choice.flavor == "core"
-    assert "no controller reconciles it (kserve-controller-manager: in kserve, no ready replica)" in choice.why
+    assert "no controller reconciles it (kserve-controller-manager: in kserve, no ready replica)" \
+        in choice.why
 
 
 def test_a_ready_controller_chooses_kubeflow_through_its_crd():
     choice = fl.choose("training", "auto", ALL, {"kubeflow-trainer-controller-manager": "ready"}, [])
     assert choice.flavor == "kubeflow" and choice.crd == res.TRAINJOB
-    assert choice.line() == "kubeflow (trainjobs.trainer.kubeflow.org): kubeflow-trainer-controller-manager is ready"
+    assert choice.line() == ("kubeflow (trainjobs.trainer.kubeflow.org): "
+                             "kubeflow-trainer-controller-manager is ready")
 
 
 def test_unreadable_controller_namespaces_trust_the_crd_and_say_so():
@@ -50,7 +53,8 @@ def test_requested_flavor_from_the_argument_or_the_environment(monkeypatch):
     monkeypatch.setenv(fl.ENV, "Core")
     assert fl.requested_flavor(None) == "core"
     assert fl.requested_flavor("kubeflow") == "kubeflow"
-    with pytest.raises(MinikfError, match=r"MINIKF_KUBE_FLAVOR='kf' is not a kubernetes flavor; expected one of auto, core, kubeflow"):
+    expected = r"MINIKF_KUBE_FLAVOR='kf' is not a kubernetes flavor; expected one of auto, core, kubeflow"
+    with pytest.raises(MinikfError, match=expected):
         monkeypatch.setenv(fl.ENV, "kf")
         fl.requested_flavor(None)
     with pytest.raises(MinikfError, match=r"--flavor='x'"):
@@ -67,7 +71,8 @@ def test_the_cli_refuses_a_bad_or_misplaced_flavor_in_one_line(tmp_path):
 
     misplaced = run("--platform", "local", "--flavor", "core")
     assert misplaced.returncode == 2
-    assert misplaced.stderr.strip() == "error: --flavor is for --platform kubernetes only (got --platform local)"
+    assert misplaced.stderr.strip() == ("error: --flavor is for --platform kubernetes only "
+                                        "(got --platform local)")
     bad = run("--platform", "kubernetes", "--flavor", "bad")
     assert bad.returncode == 2
     assert bad.stderr.strip() == ("error: --flavor='bad' is not a kubernetes flavor; expected one of auto, "

@@ -174,7 +174,8 @@ def test_capabilities_follow_the_crds(tmp_path):
         platform = KubernetesPlatform(kubeconfig=str(api.kubeconfig(tmp_path)), namespace="ml")
     assert platform.capabilities == {"training"} and platform.train_kind == "TrainJob"
     missing = platform.missing(["training", "serving", "tuning"])
-    assert missing[0].startswith("serving (") and "no inferenceservices.serving.kserve.io (KServe) CRD" in missing[0]
+    assert missing[0].startswith("serving (")
+    assert "no inferenceservices.serving.kserve.io (KServe) CRD" in missing[0]
     assert missing[1] == "tuning (not implemented on the kubernetes platform yet)"
     info = platform.describe()
     assert info["namespace"] == "ml" and info["kubernetes"] == "v1.31.0-fake"
@@ -241,7 +242,8 @@ def test_what_a_killed_run_created_is_removed_through_its_record(cluster, tmp_pa
     record = LiveRun.create("k1", home=tmp_path)
     resources = RunResources(run_id="k1", record=record)
     request = _request("minikf-train-k", 1, [str(SAMPLE)], True, 2, tmp_path)
-    with pytest.raises(ClusterStepFailed, match="not done after 1s; no pods .* were created .*is its controller running"):
+    expected = "not done after 1s; no pods .* were created .*is its controller running"
+    with pytest.raises(ClusterStepFailed, match=expected):
         platform.run_training(request, resources)
     created = sorted((k[2], k[3]) for k in api.objects if k[2] in ("pytorchjobs", "configmaps"))
     assert ("pytorchjobs", "minikf-train-k") in created

@@ -15,7 +15,7 @@ import requests
 from minikf.platforms.base import ServeRequest, TrainRequest
 from minikf.platforms.kubernetes import ClusterStepFailed, KubernetesPlatform
 from minikf.runtime.processes import RunResources
-from tests.kube.real import KUBECONFIG, kube_namespace  # noqa: F401 - the fixture
+from tests.kube.real import KUBECONFIG
 from tests.paths import ROOT
 
 pytestmark = pytest.mark.kube
@@ -121,7 +121,8 @@ def test_a_port_forward_the_api_server_refuses_says_why(kube_namespace):
         resources.cleanup()
         platform.close()
     assert "does not reach the model server" in str(exc.value)
-    assert "the API server refused the port-forward to pod no-such-pod: pods \"no-such-pod\" not found (HTTP 404)" in str(exc.value)
+    assert ('the API server refused the port-forward to pod no-such-pod: pods "no-such-pod" not found '
+            '(HTTP 404)') in str(exc.value)
 
 
 def test_kube_check_says_which_flavor_runs_and_what_will_not_work(kube_namespace):

@@ -307,7 +307,6 @@ class KubernetesPlatform(Platform):
         PyTorchJobs, TrainJobs, InferenceServices), by the labels it noted; their pods go with
         them (owner references)."""
         from kubernetes import client
-        from kubernetes.client.rest import ApiException
 
         cluster = connect(details.get("kubeconfig"), details.get("context"))
         namespace, lines = details["namespace"], []
@@ -315,7 +314,8 @@ class KubernetesPlatform(Platform):
         batch, apps = client.BatchV1Api(cluster.api_client), client.AppsV1Api(cluster.api_client)
         background = {"propagation_policy": "Background"}
         kinds = [("Job", batch.list_namespaced_job, batch.delete_namespaced_job, background),
-                 ("Deployment", apps.list_namespaced_deployment, apps.delete_namespaced_deployment, background),
+                 ("Deployment", apps.list_namespaced_deployment, apps.delete_namespaced_deployment,
+                  background),
                  ("Service", core.list_namespaced_service, core.delete_namespaced_service, {}),
                  ("ConfigMap", core.list_namespaced_config_map, core.delete_namespaced_config_map, {}),
                  ("Secret", core.list_namespaced_secret, core.delete_namespaced_secret, {})]
