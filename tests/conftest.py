@@ -44,3 +44,8 @@ def docker_platform():
     platform = docker_platform_or_skip()
     yield platform
     platform.close()
+
+
+# The real cluster's fixtures (real_cluster, kube_namespace, kube_ns, runtime_image) for the
+# tests marked `kube`.
+pytest_plugins = ("tests.kube.real_cluster",)
