@@ -232,6 +232,15 @@ def pytorchjob(spec: TrainSpec) -> dict:
     return obj
 
 
+def always_pulled(image: str) -> bool:
+    """Whether Kubernetes defaults `image`'s imagePullPolicy to Always (tag latest or no tag, no
+    digest): the case for TrainJobs, whose trainer has no pull policy field."""
+    if "@" in image:
+        return False
+    name = image.rsplit("/", 1)[-1]
+    return ":" not in name or name.endswith(":latest")
+
+
 def parse_trainer_version(tag: str | None) -> tuple[int, int] | None:
     """(major, minor) from a Trainer controller image tag such as `v2.1.0`; None if it is not one."""
     match = re.match(r"^v?(\d+)\.(\d+)", tag or "")

@@ -210,3 +210,46 @@ def test_trainer_env_maps_onto_the_worker_contract():
                                               "MASTER_ADDR": "fm-node-0-0.fm", "MASTER_PORT": "29400"}
     assert contract_from_trainer_env({**pet, "RANK": "0"}) == {}  # the Training Operator's win
     assert contract_from_trainer_env({}) == {}
+
+
+def test_images_kubernetes_always_pulls():
+    """A TrainJob has no pull policy field: a :latest or untagged image is pulled every time."""
+    assert res.always_pulled("minikf/runtime:latest") and res.always_pulled("minikf/runtime")
+    assert res.always_pulled("localhost:5000/minikf/runtime")  # a registry port is not a tag
+    assert not res.always_pulled("minikf/runtime:249fbc3c8a7d")
+    assert not res.always_pulled("minikf/runtime:latest@sha256:" + "0" * 64)
+
+
+def _not_kept(sent, stored, where: str = "") -> str:
+    """The first path in `sent` whose value `stored` lacks or changed ("" if all are kept;
+    fields the server added, its defaults, are fine)."""
+    if isinstance(sent, dict) and isinstance(stored, dict):
+        for key, value in sent.items():
+            found = _not_kept(value, stored[key], f"{where}.{key}") if key in stored else f"{where}.{key}"
+            if found:
+                return found
+        return ""
+    if isinstance(sent, list) and isinstance(stored, list) and len(sent) == len(stored):
+        return next((f for i, (a, b) in enumerate(zip(sent, stored, strict=True))
+                     if (f := _not_kept(a, b, f"{where}[{i}]"))), "")
+    return "" if sent == stored else where or "."
+
+
+@pytest.mark.kube
+def test_the_real_crd_schemas_keep_every_field(real_cluster, kube_ns):
+    """The PyTorchJob, TrainJob and InferenceService as the platform builds them, sent to the real
+    API server with the upstream CRDs (server-side dry run: validated, defaulted and pruned, not
+    stored): every field comes back as sent. The SDK models above cannot tell what a CRD's
+    structural schema would silently prune."""
+    custom = real_cluster.custom()
+    spec = _spec(namespace=kube_ns, workers=2)
+    built = [(res.PYTORCHJOB, res.pytorchjob(spec)), (res.TRAINJOB, res.trainjob(spec)),
+             (res.INFERENCESERVICE, res.inference_service(res.ServeSpec(
+                 "fm-serve", kube_ns, ["fm-model-0"], "fm-token", labels={"minikf.dev/run": "r1"})))]
+    for crd, obj in built:
+        stored = custom.create_namespaced_custom_object(crd.group, crd.version, kube_ns, crd.plural,
+                                                        obj, dry_run="All")
+        assert _not_kept(obj["spec"], stored["spec"]) == "", f"{crd.name} lost a field"
+        assert _not_kept(obj["metadata"], stored["metadata"]) == ""
+    assert not custom.list_namespaced_custom_object(res.PYTORCHJOB.group, res.PYTORCHJOB.version, kube_ns,
+                                                    res.PYTORCHJOB.plural)["items"]

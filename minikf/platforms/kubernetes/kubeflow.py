@@ -63,6 +63,10 @@ def run_training(platform: KubernetesPlatform, request: TrainRequest, resources:
     except ClusterStepFailed as exc:
         if "no pods" in str(exc):
             raise ClusterStepFailed(f"{exc}{_no_pods_hint(crd.component)}") from None
+        if crd == res.TRAINJOB and res.always_pulled(spec.image) and "ImagePull" in str(exc):
+            raise ClusterStepFailed(f"{exc} (a TrainJob cannot set imagePullPolicy, so Kubernetes "
+                                    f"always pulls {spec.image}: give the image a tag other than "
+                                    f"latest, e.g. MINIKF_RUNTIME_IMAGE=<image>:<tag>)") from None
         raise
     try:
         log = platform.pod_log(res.rank0_selector(platform.train_kind, spec.name), f"rank 0 of {what}")
