@@ -94,14 +94,15 @@ class RealCluster:
         doc = yaml.safe_load(self.kubeconfig.read_text())
         return doc["clusters"][0]["cluster"]["certificate-authority-data"]
 
-    def has_image(self, image: str) -> bool:
-        """Whether the node's container runtime holds `image` (pods never pull here)."""
+    def image_names(self, image: str) -> list[str]:
+        """Every name the node's container runtime knows `image` by (its other tags included),
+        or [] when the node does not have it (pods never pull here)."""
         wanted = {image, f"docker.io/{image}", f"docker.io/library/{image}"}
         for node in self.core().list_node().items:
             for found in node.status.images or []:
                 if wanted & set(found.names or []):
-                    return True
-        return False
+                    return list(found.names)
+        return []
 
 
 def connect_or_skip() -> RealCluster:
@@ -277,7 +278,22 @@ def kube_ns(real_cluster, kube_namespace) -> Iterator[str]:
 def runtime_image(real_cluster) -> str:
     """The runtime image the pods run, present in the node's containerd (nothing pulls here)."""
     image = os.environ.get("MINIKF_RUNTIME_IMAGE", res.RUNTIME_IMAGE)
-    if not real_cluster.has_image(image):
+    if not real_cluster.image_names(image):
         pytest.skip(f"the cluster's node has no image {image}: docker build it (minikf images build), "
                     f"then bash ../shared/k8s/cluster.sh load-image {image}")
     return image
+
+
+@pytest.fixture(scope="session")
+def pinned_runtime_image(real_cluster, runtime_image) -> str:
+    """The runtime image by a tag other than latest, which Kubernetes does not always pull: what a
+    TrainJob needs, as it cannot set imagePullPolicy (the content tag `minikf images build` gives)."""
+    if not res.always_pulled(runtime_image):
+        return runtime_image
+    repo = runtime_image.rsplit(":", 1)[0] if ":" in runtime_image.rsplit("/", 1)[-1] else runtime_image
+    for name in real_cluster.image_names(runtime_image):  # e.g. docker.io/minikf/runtime:249fbc3c8a7d
+        if "@" not in name and not res.always_pulled(name) and name.rsplit(":", 1)[0].endswith(repo):
+            return name
+    pytest.skip(f"the cluster's node has {runtime_image} only by a tag Kubernetes always pulls: load it by "
+                f"its content tag too: bash ../shared/k8s/cluster.sh load-image {repo}:<tag> "
+                f"(docker images {repo})")

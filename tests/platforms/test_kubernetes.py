@@ -185,11 +185,11 @@ def test_remote_mirrors_are_passed_to_the_pods_and_nothing_is_shipped(platform, 
     pulled here) is what the step's error says, pod by pod. The stand-in plays the Training
     Operator; the PyTorchJob is read back as the API server stored it."""
     platform.image = "minikf/not-loaded:0"
-    request = _request("minikf-train-z", 2, ["https://mirror.example/fm/"], False, 30, tmp_path)
+    request = _request("minikf-train-z", 2, ["https://mirror.example/fm/"], False, 20, tmp_path)
     with pytest.raises(ClusterStepFailed) as exc:
         platform.run_training(request, resources)
     message = str(exc.value)
-    assert message.startswith("PyTorchJob minikf-train-z not done after 25s; pods: "), message
+    assert message.startswith("PyTorchJob minikf-train-z not done after 15s; pods: "), message
     for pod in ("minikf-train-z-master-0", "minikf-train-z-worker-0"):
         assert re.search(rf"{pod} Pending \[pytorch: (ErrImagePull|ImagePullBackOff) \(", message), message
     job = _stored(real_cluster, kube_ns, res.PYTORCHJOB, "minikf-train-z")
@@ -231,19 +231,20 @@ def test_fashion_mnist_journey_on_the_cluster(platform, standins, tmp_path):
 
 
 @pytest.mark.kube
-def test_trainjob_when_only_kubeflow_trainer_is_ready(real_cluster, kube_ns, runtime_image, standins,
+def test_trainjob_when_only_kubeflow_trainer_is_ready(real_cluster, kube_ns, pinned_runtime_image, standins,
                                                       resources, tmp_path, monkeypatch):
     """Discovery (no forced flavor) finds the Trainer's controller ready and the Training
     Operator's absent, so the platform submits a TrainJob on the cluster's torch-distributed
     ClusterTrainingRuntime. Discovery is told the Trainer is ready rather than finding its
     Deployment: the stand-in plays it from this process, and a Deployment in the cluster-wide
     kubeflow-system namespace would change what every other test on the shared cluster finds.
-    Two nodes: node 1 reaches node 0 through PET_MASTER_ADDR."""
+    Two nodes: node 1 reaches node 0 through PET_MASTER_ADDR. The image has a pinned tag: a
+    TrainJob cannot set imagePullPolicy, and a :latest image would always be pulled."""
     monkeypatch.delenv("MINIKF_KUBE_FLAVOR")
     monkeypatch.setattr("minikf.kube.flavor.controller_status",
                         lambda cluster: ({"kubeflow-trainer-controller-manager": "ready"}, []))
     platform = KubernetesPlatform(kubeconfig=str(real_cluster.kubeconfig), namespace=kube_ns,
-                                  image=runtime_image)
+                                  image=pinned_runtime_image)
     try:
         assert platform.train_kind == "TrainJob" and platform.flavors["training"] == "kubeflow"
         assert platform.kubeflow_problems() == []  # the runtime is installed
@@ -255,7 +256,32 @@ def test_trainjob_when_only_kubeflow_trainer_is_ready(real_cluster, kube_ns, run
     assert len((request.out / "metrics.jsonl").read_text().splitlines()) == 1
     pods = {p["metadata"]["name"]: p for p in standins.created_pods}
     assert set(pods) == {"minikf-train-t-node-0-0", "minikf-train-t-node-0-1"}
-    assert pods["minikf-train-t-node-0-1"]["spec"]["containers"][0]["image"] == runtime_image
+    assert pods["minikf-train-t-node-0-1"]["spec"]["containers"][0]["image"] == pinned_runtime_image
+    assert resources.cleanup() == []
+
+
+@pytest.mark.kube
+def test_a_trainjob_on_a_latest_image_the_node_lacks_says_to_pin_a_tag(real_cluster, kube_ns, standins,
+                                                                      resources, tmp_path, monkeypatch):
+    """The kubelet's real pull failure for a TrainJob's :latest image (the stand-in plays the
+    Trainer, discovery is told it is ready, as above): the error says a TrainJob cannot set
+    imagePullPolicy and how to pin a tag."""
+    monkeypatch.delenv("MINIKF_KUBE_FLAVOR")
+    monkeypatch.setattr("minikf.kube.flavor.controller_status",
+                        lambda cluster: ({"kubeflow-trainer-controller-manager": "ready"}, []))
+    platform = KubernetesPlatform(kubeconfig=str(real_cluster.kubeconfig), namespace=kube_ns,
+                                  image="minikf/not-loaded:latest")
+    try:
+        request = _request("minikf-train-p", 1, ["https://mirror.example/fm/"], False, 20, tmp_path)
+        with pytest.raises(ClusterStepFailed) as exc:
+            platform.run_training(request, resources)
+    finally:
+        platform.close()
+    message = str(exc.value)
+    assert re.search(r"minikf-train-p-node-0-0 Pending \[node: (ErrImagePull|ImagePullBackOff) ", message)
+    assert message.endswith("(a TrainJob cannot set imagePullPolicy, so Kubernetes always pulls "
+                            "minikf/not-loaded:latest: give the image a tag other than latest, "
+                            "e.g. MINIKF_RUNTIME_IMAGE=<image>:<tag>)"), message
     assert resources.cleanup() == []
 
 
