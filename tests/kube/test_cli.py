@@ -1,7 +1,8 @@
 """`minikf run/conformance --platform kubernetes` from a user's side: one line, no traceback.
 
 Runs the real `minikf` entry point in a subprocess. The unreachable case points a kubeconfig at
-a 127.0.0.1 port nothing listens on; no Kubernetes API server runs here.
+a 127.0.0.1 port nothing listens on; `kube check` runs against the real API server (tests marked
+`kube`, tests/kube/real_cluster.py), as the admin and as a ServiceAccount RBAC allows little.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 import pytest
 
 from tests.kube.fake_apiserver import FakeApiServer
+from tests.kube.real_cluster import restricted_kubeconfig, write_kubeconfig
 
 
 def _minikf(*args: str, cwd) -> subprocess.CompletedProcess:
@@ -40,9 +42,7 @@ def test_unreachable_cluster(tmp_path, command):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with FakeApiServer() as api:
-        kubeconfig = api.kubeconfig(tmp_path)
-    kubeconfig.write_text(kubeconfig.read_text().replace(api.url, f"http://127.0.0.1:{port}"))
+    kubeconfig = write_kubeconfig(tmp_path / "kc.json", f"http://127.0.0.1:{port}")
     proc = _minikf(*command.split(), "--platform", "kubernetes", "--kubeconfig", str(kubeconfig),
                    "--results", str(tmp_path / "results"), cwd=tmp_path)
     assert proc.returncode == 3
@@ -101,25 +101,33 @@ def test_relay_keeps_why_the_remote_failed():
     assert relay.errors == ["ConnectionRefusedError: pod not running"]
 
 
-def test_kube_check_lists_what_the_cluster_has_and_lacks(tmp_path):
-    crds = {("kubeflow.org", "v1", "pytorchjobs"), ("serving.kserve.io", "v1beta1", "inferenceservices")}
-    allowed = {("create", "", "configmaps"), ("delete", "", "configmaps"), ("list", "", "pods"),
-               ("get", "", "pods/log")}
-    with FakeApiServer(crds=crds, allowed=allowed) as api:
-        proc = _minikf("kube", "check", "--kubeconfig", str(api.kubeconfig(tmp_path)), "--namespace", "ml",
-                       cwd=tmp_path)
-    assert proc.returncode == 1, proc.stderr
+@pytest.mark.kube
+def test_kube_check_lists_what_the_cluster_has_and_lacks(real_cluster, kube_ns, tmp_path):
+    """A ServiceAccount whose Role allows only the ConfigMap and pod-log verbs (real RBAC): the
+    check names every other verb the journeys need, and exits 1."""
+    rules = [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "delete"]},
+             {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+             {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]
+    with restricted_kubeconfig(real_cluster, kube_ns, tmp_path, rules) as kubeconfig:
+        proc = _minikf("kube", "check", "--kubeconfig", str(kubeconfig), cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
     out = proc.stdout
-    assert "(Kubernetes v1.31.0-fake, context fake), namespace ml" in out
-    assert "✓ pytorchjobs.kubeflow.org" in out and "- trainjobs.trainer.kubeflow.org" in out
+    version = real_cluster.cluster.version
+    assert f"(Kubernetes {version}, context restricted), namespace {kube_ns}" in out
+    assert "✓ pytorchjobs.kubeflow.org" in out and "✓ trainjobs.trainer.kubeflow.org" in out
+    assert "✓ inferenceservices.serving.kserve.io" in out
+    assert "Kubeflow Pipelines API: not checked: listing pods in 'kubeflow' gave HTTP 403" in out
+    assert "training: kubeflow (pytorchjobs.kubeflow.org): forced (--flavor kubeflow)" in out
     assert "capabilities: serving, training" in out
-    assert "missing permissions in namespace 'ml': create pytorchjobs.kubeflow.org" in out
-    assert "create pods/portforward" in out
+    assert f"missing permissions in namespace '{kube_ns}': create pytorchjobs.kubeflow.org" in out
+    assert "create pods/portforward" in out and "create configmaps" not in out
 
 
 def test_kube_check_passes_on_a_complete_cluster(tmp_path, monkeypatch):
     """The Kubeflow CRDs and their controllers' Deployments with a ready replica: discovery
-    chooses the kubeflow flavor for both, and nothing is missing."""
+    chooses the kubeflow flavor for both, and nothing is missing. Still on FakeApiServer: the
+    controller Deployments live in the cluster-wide kubeflow namespace; made on the shared real
+    cluster, every other test's discovery would find them."""
     monkeypatch.delenv("MINIKF_KUBE_FLAVOR")
     crds = {("kubeflow.org", "v1", "pytorchjobs"), ("serving.kserve.io", "v1beta1", "inferenceservices")}
     with FakeApiServer(crds=crds) as api:
@@ -134,3 +142,16 @@ def test_kube_check_passes_on_a_complete_cluster(tmp_path, monkeypatch):
     assert "permissions: all 13 verbs the journeys use are allowed" in proc.stdout
     assert "training: kubeflow (pytorchjobs.kubeflow.org): training-operator is ready" in proc.stdout
     assert "✗" not in proc.stdout
+
+
+@pytest.mark.kube
+def test_kube_check_forced_kubeflow_on_a_cluster_without_its_operators(real_cluster, kube_ns, tmp_path):
+    """The real cluster as its admin: every verb allowed, the CRDs served, but no operator's
+    Deployment anywhere: the forced kubeflow flavor is reported as what will not work."""
+    proc = _minikf("kube", "check", "--kubeconfig", str(real_cluster.kubeconfig), "--namespace", kube_ns,
+                   cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "permissions: all 13 verbs the journeys use are allowed" in proc.stdout
+    assert ("✗ training: pytorchjobs.kubeflow.org is served but training-operator is not found: "
+            "nothing would reconcile it") in proc.stdout
+    assert "✗ serving: inferenceservices.serving.kserve.io is served but kserve-controller-manager" in proc.stdout

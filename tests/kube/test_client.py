@@ -1,8 +1,9 @@
 """minikf.kube.client: kubeconfig loading and one-line errors for what makes a cluster unusable.
 
-No Kubernetes control plane can run here, so the API server is `FakeApiServer`: a real HTTP server
-on 127.0.0.1 that plays /version, discovery and SelfSubjectAccessReview (tests/kube/fake_apiserver.py).
-The kubernetes client, kubeconfig parsing and HTTP are all real.
+What needs an API server (version, discovery, credentials, RBAC) runs against the real one (tests
+marked `kube`: the shared cluster, tests/kube/real_cluster.py), its refusals included: a bad token,
+a ServiceAccount whose Role allows little. What needs no server, or a server that is not one (a
+port nothing listens on, a plain HTTP server), uses kubeconfig files written here.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import pytest
 
 from minikf.kube.client import Crd, Permission, connect, require_crds, require_permissions
 from minikf.runtime.errors import MinikfError
-from tests.kube.fake_apiserver import FakeApiServer
+from tests.kube.real_cluster import restricted_kubeconfig, write_kubeconfig
 
 KSERVE = Crd("serving.kserve.io", "v1beta1", "inferenceservices", "KServe")
 PYTORCHJOB = Crd("kubeflow.org", "v1", "pytorchjobs", "Training Operator")
-TRAINJOB = Crd("trainer.kubeflow.org", "v1alpha1", "trainjobs", "Kubeflow Trainer")
+# Not on the shared cluster: TFJob's plural in a group it serves, and a group it does not serve.
+TFJOB = Crd("kubeflow.org", "v1", "tfjobs", "Training Operator")
+JOBSET = Crd("jobset.x-k8s.io", "v1alpha2", "jobsets", "JobSet")
 
 
 def _closed_port() -> int:
@@ -47,12 +50,12 @@ def test_no_kubeconfig_anywhere_says_where_it_looked(tmp_path, monkeypatch):
     assert "no kubeconfig found" in _one_line(exc) and str(tmp_path / "a.yaml") in exc.value.message
 
 
-def test_kubeconfig_from_env_is_used(tmp_path, monkeypatch):
-    with FakeApiServer() as api:
-        monkeypatch.setenv("KUBECONFIG", str(api.kubeconfig(tmp_path)))
-        cluster = connect(None)
-        assert cluster.version == "v1.31.0-fake"
-        cluster.close()
+@pytest.mark.kube
+def test_kubeconfig_from_env_is_used(real_cluster, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(real_cluster.kubeconfig))
+    cluster = connect(None)
+    assert cluster.version.startswith("v1.") and cluster.server == real_cluster.server
+    cluster.close()
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -69,10 +72,10 @@ def test_not_a_kubeconfig(tmp_path, text, expected):
 
 
 def test_unknown_context_lists_known_ones(tmp_path):
-    with FakeApiServer() as api:
-        with pytest.raises(MinikfError) as exc:
-            connect(str(api.kubeconfig(tmp_path)), context="prod")
-    assert "context 'prod' is not in kubeconfig" in _one_line(exc) and "known: fake" in exc.value.message
+    path = write_kubeconfig(tmp_path / "kc.json", f"http://127.0.0.1:{_closed_port()}", context="dev")
+    with pytest.raises(MinikfError) as exc:
+        connect(str(path), context="prod")
+    assert "context 'prod' is not in kubeconfig" in _one_line(exc) and "known: dev" in exc.value.message
 
 
 def test_context_pointing_at_missing_cluster(tmp_path):
@@ -87,10 +90,8 @@ def test_context_pointing_at_missing_cluster(tmp_path):
 
 def test_unreachable_server_is_one_line(tmp_path):
     """What `minikf status` shows for a cluster that is down: a port nothing listens on."""
-    with FakeApiServer() as api:
-        path = api.kubeconfig(tmp_path)
     port = _closed_port()
-    path.write_text(path.read_text().replace(api.url, f"http://127.0.0.1:{port}"))
+    path = write_kubeconfig(tmp_path / "kc.json", f"http://127.0.0.1:{port}")
     with pytest.raises(MinikfError) as exc:
         connect(str(path), timeout_s=2)
     message = _one_line(exc)
@@ -99,56 +100,57 @@ def test_unreachable_server_is_one_line(tmp_path):
     assert exc.value.exit_code == 3
 
 
-def test_rejected_token(tmp_path):
-    with FakeApiServer() as api:
-        with pytest.raises(MinikfError) as exc:
-            connect(str(api.kubeconfig(tmp_path, token="expired")))
+@pytest.mark.kube
+def test_rejected_token(real_cluster, tmp_path):
+    path = write_kubeconfig(tmp_path / "kc.json", real_cluster.server, token="expired",
+                            ca_data=real_cluster.ca_data())
+    with pytest.raises(MinikfError) as exc:
+        connect(str(path))
     assert "rejected the credentials (HTTP 401)" in _one_line(exc)
+    assert exc.value.exit_code == 3
 
 
-def test_connect_reports_version_context_and_namespace(tmp_path):
-    with FakeApiServer(git_version="v1.30.2") as api:
-        cluster = connect(str(api.kubeconfig(tmp_path, namespace="kubeflow-user")))
-        assert (cluster.version, cluster.context, cluster.namespace) == ("v1.30.2", "fake", "kubeflow-user")
-        assert cluster.server == api.url
+@pytest.mark.kube
+def test_connect_reports_version_context_and_namespace(real_cluster, kube_ns, tmp_path):
+    with restricted_kubeconfig(real_cluster, kube_ns, tmp_path, rules=[]) as path:
+        cluster = connect(str(path))
+        assert (cluster.version, cluster.context, cluster.namespace) == (
+            real_cluster.cluster.version, "restricted", kube_ns)
+        assert cluster.server == real_cluster.server and cluster.version.startswith("v1.")
         cluster.close()
 
 
-def test_missing_crds_are_named(tmp_path):
-    crds = {("kubeflow.org", "v1", "pytorchjobs"), ("kubeflow.org", "v1", "notebooks")}
-    with FakeApiServer(crds=crds) as api:
-        cluster = connect(str(api.kubeconfig(tmp_path)))
-        require_crds(cluster, [PYTORCHJOB])  # present: no error
-        with pytest.raises(MinikfError) as exc:
-            require_crds(cluster, [PYTORCHJOB, KSERVE, TRAINJOB])
-        cluster.close()
+@pytest.mark.kube
+def test_missing_crds_are_named(real_cluster):
+    require_crds(real_cluster.cluster, [PYTORCHJOB, KSERVE])  # served: no error
+    with pytest.raises(MinikfError) as exc:
+        require_crds(real_cluster.cluster, [PYTORCHJOB, JOBSET, KSERVE, TFJOB])
     message = _one_line(exc)
-    assert "inferenceservices.serving.kserve.io/v1beta1 (KServe)" in message
-    assert "trainjobs.trainer.kubeflow.org/v1alpha1 (Kubeflow Trainer)" in message
-    assert "pytorchjobs" not in message
+    assert "jobsets.jobset.x-k8s.io/v1alpha2 (JobSet)" in message
+    assert "tfjobs.kubeflow.org/v1 (Training Operator)" in message  # its group is served
+    assert "pytorchjobs" not in message and "inferenceservices" not in message
+    assert exc.value.exit_code == 4
 
 
-def test_group_served_without_the_plural_is_missing(tmp_path):
-    with FakeApiServer(crds={("kubeflow.org", "v1", "notebooks")}) as api:
-        cluster = connect(str(api.kubeconfig(tmp_path)))
-        with pytest.raises(MinikfError) as exc:
-            require_crds(cluster, [PYTORCHJOB])
-        cluster.close()
-    assert "pytorchjobs.kubeflow.org/v1 (Training Operator)" in _one_line(exc)
-
-
-def test_missing_permissions_name_verb_and_resource(tmp_path):
-    allowed = {("create", "kubeflow.org", "pytorchjobs"), ("get", "", "pods")}
-    with FakeApiServer(allowed=allowed) as api:
-        cluster = connect(str(api.kubeconfig(tmp_path)))
+@pytest.mark.kube
+def test_missing_permissions_name_verb_and_resource(real_cluster, kube_ns, tmp_path):
+    """A ServiceAccount whose Role allows creating PyTorchJobs and getting pods, nothing else:
+    the real API server's SelfSubjectAccessReview answers."""
+    rules = [{"apiGroups": ["kubeflow.org"], "resources": ["pytorchjobs"], "verbs": ["create"]},
+             {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]
+    with restricted_kubeconfig(real_cluster, kube_ns, tmp_path, rules) as path:
+        cluster = connect(str(path))
         needs = [Permission("create", "pytorchjobs", "kubeflow.org"), Permission("get", "pods"),
                  Permission("create", "inferenceservices", "serving.kserve.io"),
                  Permission("create", "pods", subresource="portforward")]
-        with pytest.raises(MinikfError) as exc:
-            require_permissions(cluster, "team", needs)
-        cluster.close()
+        try:
+            require_permissions(cluster, kube_ns, needs[:2])  # allowed: no error
+            with pytest.raises(MinikfError) as exc:
+                require_permissions(cluster, kube_ns, needs)
+        finally:
+            cluster.close()
     message = _one_line(exc)
-    assert "missing permissions in namespace 'team'" in message
+    assert f"missing permissions in namespace '{kube_ns}'" in message
     assert "create inferenceservices.serving.kserve.io" in message and "create pods/portforward" in message
     assert "pytorchjobs" not in message and "get pods" not in message
 
@@ -162,9 +164,7 @@ def test_not_an_api_server(tmp_path):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        with FakeApiServer() as api:
-            path = api.kubeconfig(tmp_path)
-        path.write_text(path.read_text().replace(api.url, f"http://127.0.0.1:{server.server_address[1]}"))
+        path = write_kubeconfig(tmp_path / "kc.json", f"http://127.0.0.1:{server.server_address[1]}")
         with pytest.raises(MinikfError) as exc:
             connect(str(path))
     finally:
@@ -174,17 +174,20 @@ def test_not_an_api_server(tmp_path):
 
 
 def test_tls_to_a_plain_http_server_and_an_unknown_host(tmp_path):
-    import json
+    import http.server
+    import threading
 
-    with FakeApiServer() as api:
-        path = api.kubeconfig(tmp_path)
-        path.write_text(path.read_text().replace("http://", "https://"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        path = write_kubeconfig(tmp_path / "kc.json", f"https://127.0.0.1:{server.server_address[1]}")
         with pytest.raises(MinikfError) as exc:
             connect(str(path))
         assert _one_line(exc).endswith("TLS failed: wrong version number")
-    doc = json.loads(path.read_text())
-    doc["clusters"][0]["cluster"]["server"] = "https://no-such-host.invalid:6443"
-    path.write_text(json.dumps(doc))
+    finally:
+        server.shutdown()
+        server.server_close()
+    path = write_kubeconfig(tmp_path / "kc.json", "https://no-such-host.invalid:6443")
     with pytest.raises(MinikfError) as exc:
         connect(str(path))
     assert _one_line(exc).endswith("host name does not resolve")
