@@ -325,6 +325,10 @@ def _deployment(name: str, namespace: str, available: int, replicas: int = 1) ->
 
 
 def test_status_reports_each_component(tmp_path):
+    """Still on FakeApiServer: component health reads Deployments in fixed cluster-wide namespaces
+    (kubeflow, cert-manager, istio-system); making them on the shared real cluster would change
+    what every other test's discovery finds there (a ready training-operator turns the kubeflow
+    flavor on for all)."""
     from minikf.kube.client import connect
 
     with FakeApiServer() as api:

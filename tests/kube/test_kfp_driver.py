@@ -1,13 +1,15 @@
 """Pipelines on the kubernetes platform: the compiled IR submitted with kfp.Client.
 
-No Kubeflow Pipelines API server can run here, so `FakeKfp` is a real HTTP server on 127.0.0.1
-that plays KFP's v2beta1 experiment and run endpoints (what kfp.Client calls) and keeps what was
-submitted; the tests compare that with kfp's own compiler output. kfp.Client, the compiler and
-the driver are the real ones.
+No Kubeflow Pipelines API server runs here (the shared cluster has none either), so `FakeKfp` is
+a real HTTP server that plays KFP's v2beta1 experiment and run endpoints (what kfp.Client calls)
+and keeps what was submitted; the tests compare that with kfp's own compiler output. kfp.Client,
+the compiler and the driver are the real ones, and so is the Kubernetes side where a test needs
+one (tests marked `kube`): the API server, the ml-pipeline pod and the port-forward to it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -22,14 +24,15 @@ import yaml
 
 from minikf.platforms.kubernetes import KubernetesPlatform
 from minikf.runtime.processes import RunResources
-from tests.kube.fake_apiserver import FakeApiServer, JsonHandler
+from tests.kube.fake_apiserver import JsonHandler
 
 
 class FakeKfp:
     """KFP's run API: experiments by name, runs created and read; `final_state` decides the end."""
 
-    def __init__(self, final_state: str = "SUCCEEDED", multi_user: bool = False) -> None:
-        self.final_state = final_state
+    def __init__(self, final_state: str = "SUCCEEDED", multi_user: bool = False,
+                 host: str = "127.0.0.1") -> None:
+        self.final_state, self.host = final_state, host
         self.multi_user = multi_user  # refuse calls without kubeflow-userid, as multi-user KFP does
         self.runs: dict[str, dict] = {}
         self.experiments: list[dict] = []
@@ -80,8 +83,9 @@ class FakeKfp:
                     return self._send(200, state.runs[run_id])
                 return self._send(404, {"error": "not found", "code": 5})
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._server = ThreadingHTTPServer((self.host, 0), Handler)
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
@@ -181,40 +185,96 @@ def test_an_unreachable_kfp_api_is_one_line(tmp_path):
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
-def test_pipelines_capability_and_the_driver_through_the_platform(tmp_path, monkeypatch):
+# What the stand-in ml-pipeline pod runs: its port 8888 relayed to FakeKfp in the test's process.
+RELAY = """
+import socket, sys, threading
+target = (sys.argv[1], int(sys.argv[2]))
+server = socket.create_server(("0.0.0.0", 8888))
+
+def pipe(src, dst):
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (src, dst):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+while True:
+    conn, _ = server.accept()
+    upstream = socket.create_connection(target)
+    for a, b in ((conn, upstream), (upstream, conn)):
+        threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+"""
+
+
+@contextlib.contextmanager
+def kfp_relay_pod(real_cluster, namespace: str, image: str, port: int):
+    """A Running pod labelled app=ml-pipeline whose port 8888 reaches FakeKfp on `port` of this
+    network namespace (through the node's address: pods reach it, 127.0.0.1 is theirs); deleted
+    on exit."""
+    from tests.kube.standins import wait_until
+
+    node = real_cluster.core().list_node().items[0]
+    address = next(a.address for a in node.status.addresses if a.type == "InternalIP")
+    name = "ml-pipeline-standin"
+    core = real_cluster.core()
+    core.create_namespaced_pod(namespace, {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "ml-pipeline"}},
+        "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 0, "containers": [{
+            "name": "relay", "image": image, "imagePullPolicy": "IfNotPresent",
+            "command": ["python3", "-c", RELAY, address, str(port)],
+            "readinessProbe": {"tcpSocket": {"port": 8888}, "periodSeconds": 1}}]}})
+    try:
+        wait_until(f"pod {name} ready", lambda: any(
+            c.type == "Ready" and c.status == "True"
+            for c in (core.read_namespaced_pod(name, namespace).status.conditions or [])))
+        yield name
+    finally:
+        core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+
+
+@pytest.mark.kube
+def test_pipelines_capability_and_the_driver_through_the_platform(real_cluster, kube_ns, runtime_image,
+                                                                  tmp_path, monkeypatch):
     """No KFP pod: not claimed, and the reason is said; with the pod: claimed, and the pipeline
-    step's driver command runs kfp_driver through a port-forward (its websocket leg replaced by a
-    direct connection to FakeKfp, as no API server here can forward)."""
+    step's driver runs kfp_driver through a real port-forward to it. The cluster has no KFP API
+    server: the pod (app=ml-pipeline, in the test's namespace as MINIKF_KFP_NAMESPACE) relays
+    its port 8888 to FakeKfp."""
+    from minikf.kube import kfp_driver
+
     monkeypatch.delenv("MINIKF_KFP_HOST", raising=False)
-    with FakeApiServer() as api, FakeKfp() as kfp_api:
-        kubeconfig = api.kubeconfig(tmp_path)
-        platform = KubernetesPlatform(kubeconfig=str(kubeconfig))
+    monkeypatch.setenv("MINIKF_KFP_NAMESPACE", kube_ns)
+    kubeconfig = str(real_cluster.kubeconfig)
+    with FakeKfp(host="0.0.0.0") as kfp_api:
+        platform = KubernetesPlatform(kubeconfig=kubeconfig, namespace=kube_ns)
+        platform.close()
         assert "pipelines" not in platform.capabilities
         assert platform.missing(["pipelines"]) == [
-            "pipelines (Kubeflow Pipelines API not found: no app=ml-pipeline pod in namespace 'kubeflow')"]
-        api.objects[("", "kubeflow", "pods", "ml-pipeline-0")] = {
-            "apiVersion": "v1", "kind": "Pod", "status": {"phase": "Running"},
-            "metadata": {"name": "ml-pipeline-0", "namespace": "kubeflow", "labels": {"app": "ml-pipeline"}}}
-        platform = KubernetesPlatform(kubeconfig=str(kubeconfig))
-        assert "pipelines" in platform.capabilities
-
-        from minikf.kube import kfp_driver
-
-        host, port = kfp_api.url.rsplit(":", 1)[0][7:], int(kfp_api.url.rsplit(":", 1)[1])
-        monkeypatch.setattr("minikf.kube.portforward.PortForward._open",
-                            lambda self: socket.create_connection((host, port)))
-        for key, value in {"MINIKF_KUBECONFIG": str(kubeconfig), "MINIKF_NAMESPACE": "team",
-                           "HOME": str(tmp_path)}.items():
-            monkeypatch.setenv(key, value)
-        assert kfp_driver.main(["basics-sequential", "--arguments", '{"a": 1, "b": 2, "c": 3}']) == 0
+            f"pipelines (Kubeflow Pipelines API not found: no app=ml-pipeline pod in namespace '{kube_ns}')"]
+        with kfp_relay_pod(real_cluster, kube_ns, runtime_image, kfp_api.port):
+            platform = KubernetesPlatform(kubeconfig=kubeconfig, namespace=kube_ns)
+            platform.close()
+            assert "pipelines" in platform.capabilities
+            for key, value in {"MINIKF_KUBECONFIG": kubeconfig, "MINIKF_NAMESPACE": kube_ns,
+                               "HOME": str(tmp_path)}.items():
+                monkeypatch.setenv(key, value)
+            assert kfp_driver.main(["basics-sequential", "--arguments", '{"a": 1, "b": 2, "c": 3}']) == 0
         assert len(kfp_api.runs) == 1
+        assert kfp_api.experiments[0]["namespace"] == kube_ns
 
 
-def test_launch_runs_the_kfp_driver_for_the_pipeline_step(tmp_path, monkeypatch):
-    with FakeApiServer() as api, FakeKfp() as kfp_api:
+@pytest.mark.kube
+def test_launch_runs_the_kfp_driver_for_the_pipeline_step(real_cluster, kube_ns, tmp_path, monkeypatch):
+    with FakeKfp() as kfp_api:
         monkeypatch.setenv("MINIKF_KFP_HOST", kfp_api.url)
         monkeypatch.setenv("HOME", str(tmp_path))
-        platform = KubernetesPlatform(kubeconfig=str(api.kubeconfig(tmp_path)), namespace="ml")
+        platform = KubernetesPlatform(kubeconfig=str(real_cluster.kubeconfig), namespace=kube_ns)
         assert "pipelines" in platform.capabilities
         resources = RunResources()
         argv = [sys.executable, "-m", "minikf.pipelines.run_local", "basics-sequential",
@@ -223,9 +283,10 @@ def test_launch_runs_the_kfp_driver_for_the_pipeline_step(tmp_path, monkeypatch)
         assert proc.wait(timeout=120) == 0, (tmp_path / "pipeline.log").read_text()
         resources.cleanup()
         (run,) = kfp_api.runs.values()
-    assert kfp_api.experiments[0]["namespace"] == "ml"
+    assert kfp_api.experiments[0]["namespace"] == kube_ns
     with pytest.raises(Exception, match="does not run on this host"):
         platform.launch(["python", "-m", "minikf.workload.server"], {}, tmp_path / "x.log", RunResources())
+    platform.close()
 
 
 def test_the_platform_spec_is_one_kfp_accepts(tmp_path):
@@ -294,33 +355,37 @@ def test_every_state_a_run_cannot_leave_ends_the_wait():
     assert known - FINAL_STATES == {"RUNTIME_STATE_UNSPECIFIED", "PENDING", "RUNNING", "PAUSED"}
 
 
-def test_multi_user_kfp_gets_the_namespace_owner_as_kubeflow_userid(tmp_path, monkeypatch):
+@pytest.mark.kube
+def test_multi_user_kfp_gets_the_namespace_owner_as_kubeflow_userid(real_cluster, kube_ns, tmp_path,
+                                                                    monkeypatch):
     """The platform reads the namespace's `owner` annotation (a profile's, or the appliance's
-    minikf namespace's) and the driver sends it; without one, the error says what to set."""
+    minikf namespace's) from the real API server and the driver sends it; without one, the error
+    says what to set. The test annotates its own namespace."""
     monkeypatch.delenv("MINIKF_KFP_USER", raising=False)
-    with FakeApiServer() as api, FakeKfp(multi_user=True) as kfp_api:
+    with FakeKfp(multi_user=True) as kfp_api:
         monkeypatch.setenv("MINIKF_KFP_HOST", kfp_api.url)
         monkeypatch.setenv("HOME", str(tmp_path))
-        kubeconfig = str(api.kubeconfig(tmp_path))
         argv = [sys.executable, "-m", "minikf.pipelines.run_local", "basics-sequential",
                 "--arguments", '{"a": 1, "b": 1, "c": 1}']
 
-        platform = KubernetesPlatform(kubeconfig=kubeconfig, namespace="ml")
-        resources = RunResources()
-        proc = platform.launch(argv, {}, tmp_path / "none.log", resources)
-        assert proc.wait(timeout=120) == 2
-        resources.cleanup()
-        log = (tmp_path / "none.log").read_text()
-        assert "multi-user and wants the kubeflow-userid header: set MINIKF_KFP_USER" in log
-        assert not kfp_api.runs
+        platform = KubernetesPlatform(kubeconfig=str(real_cluster.kubeconfig), namespace=kube_ns)
+        try:
+            resources = RunResources()
+            proc = platform.launch(argv, {}, tmp_path / "none.log", resources)
+            assert proc.wait(timeout=120) == 2
+            resources.cleanup()
+            log = (tmp_path / "none.log").read_text()
+            assert "multi-user and wants the kubeflow-userid header: set MINIKF_KFP_USER" in log
+            assert not kfp_api.runs
 
-        api.objects[("", "", "namespaces", "ml")] = {
-            "apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": "ml", "annotations": {"owner": "system:serviceaccount:ml:minikf-runner"}}}
-        assert platform.kfp_user() == "system:serviceaccount:ml:minikf-runner"
-        resources = RunResources()
-        proc = platform.launch(argv, {}, tmp_path / "owner.log", resources)
-        assert proc.wait(timeout=120) == 0, (tmp_path / "owner.log").read_text()
-        resources.cleanup()
-    assert kfp_api.users == {"system:serviceaccount:ml:minikf-runner"}
+            owner = f"system:serviceaccount:{kube_ns}:minikf-runner"
+            real_cluster.core().patch_namespace(kube_ns, {"metadata": {"annotations": {"owner": owner}}})
+            assert platform.kfp_user() == owner
+            resources = RunResources()
+            proc = platform.launch(argv, {}, tmp_path / "owner.log", resources)
+            assert proc.wait(timeout=120) == 0, (tmp_path / "owner.log").read_text()
+            resources.cleanup()
+        finally:
+            platform.close()
+    assert kfp_api.users == {owner}
     assert len(kfp_api.runs) == 1
