@@ -1,11 +1,13 @@
-"""A fake Kubernetes API server on 127.0.0.1 for the kubernetes platform's tests.
+"""A fake Kubernetes API server on 127.0.0.1, for what the shared real cluster cannot show.
 
-No Kubernetes control plane can run on the machines this project is built on, so this real HTTP
-server plays only what minikf's client touches: /version, API discovery (/api, /apis,
-/apis/<group>/<version>), SelfSubjectAccessReview, and create/get/delete of namespaced custom
-and core objects (stored as sent, so tests can check them against the upstream SDK models), pod
-lists by label selector and pod logs. A test plays the controllers through `on_get`. It checks the
-bearer token on every request, like an API server does.
+The kubernetes platform is tested against the real API server (tests/kube/real_cluster.py). A few
+tests need a cluster that the shared one must not be turned into: one serving only some of the
+Kubeflow CRDs (CRDs are cluster-wide), or one with Kubeflow controller Deployments in the
+cluster-wide kubeflow, cert-manager or istio-system namespaces (every other test's discovery would
+find them). For those, this real HTTP server plays only what minikf's client touches there:
+/version, API discovery (/api, /apis, /apis/<group>/<version>), SelfSubjectAccessReview (every
+verb allowed), and reads of namespaced objects the test put in `objects`. It checks the bearer
+token on every request, like an API server does.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ TOKEN = "fake-apiserver-token"
 NOT_FOUND = "the server could not find the requested resource"
 
 OBJECT_PATH = re.compile(r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))/namespaces/"
-                         r"(?P<ns>[^/]+)/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?(?P<log>/log)?$")
+                         r"(?P<ns>[^/]+)/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?$")
 
 
 def _key(match: re.Match, name: str | None = None) -> tuple[str, str, str, str]:
@@ -51,17 +53,12 @@ class JsonHandler(BaseHTTPRequestHandler):
 
 @dataclass
 class FakeApiServer:
-    """State the handler serves; tests set `crds`, `allowed` and read `objects`."""
+    """State the handler serves; tests set `crds` and `objects`, and read `requests`."""
 
     crds: set[tuple[str, str, str]] = field(default_factory=set)  # (group, version, plural)
-    allowed: set[tuple[str, str, str]] | None = None  # (verb, group, resource[/sub]); None = all
     git_version: str = "v1.31.0-fake"
     objects: dict[tuple[str, str, str, str], dict] = field(default_factory=dict)  # (group, ns, plural, name)
-    logs: dict[tuple[str, str], str] = field(default_factory=dict)  # (namespace, pod) -> log text
-    deleted: list[tuple[str, str, str, str]] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
-    # called with a stored object on every GET, so a test can play a controller (set status)
-    on_get: object = None
     url: str = ""
 
     def __enter__(self) -> FakeApiServer:
@@ -113,17 +110,6 @@ class FakeApiServer:
                         return self._status(404, "NotFound", f"namespaces {match.group(1)!r} not found")
                     return self._send(200, found)
                 match = OBJECT_PATH.match(path)
-                if match and match["log"]:
-                    text = state.logs.get((match["ns"], match["name"]))
-                    if text is None:
-                        return self._status(404, "NotFound", f"pod {match['name']!r} has no log")
-                    data = text.encode()
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/plain")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                    return None
                 if match and not match["name"]:
                     query = dict(p.split("=", 1) for p in self.path.partition("?")[2].split("&") if "=" in p)
                     from urllib.parse import unquote
@@ -137,10 +123,7 @@ class FakeApiServer:
                     key = _key(match)
                     if key not in state.objects:
                         return self._status(404, "NotFound", f"{match['plural']} {match['name']!r} not found")
-                    obj = state.objects[key]
-                    if callable(state.on_get):
-                        state.on_get(obj)
-                    return self._send(200, obj)
+                    return self._send(200, state.objects[key])
                 return self._status(404, "NotFound", NOT_FOUND)
 
             def do_POST(self) -> None:  # noqa: N802
@@ -149,35 +132,8 @@ class FakeApiServer:
                 path = self.path.split("?")[0]
                 body = self._body()
                 if path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews":
-                    attrs = body["spec"]["resourceAttributes"]
-                    res = attrs["resource"] + (f"/{attrs['subresource']}" if attrs.get("subresource") else "")
-                    asked = (attrs["verb"], attrs.get("group", ""), res)
-                    allowed = state.allowed is None or asked in state.allowed
-                    return self._send(201, {**body, "status": {"allowed": allowed}})
-                match = OBJECT_PATH.match(path)
-                if match and not match["name"]:
-                    custom = (match["group"], match["version"], match["plural"])
-                    if not match["core"] and custom not in state.crds:
-                        return self._status(404, "NotFound", NOT_FOUND)
-                    name = body.get("metadata", {}).get("name")
-                    key = _key(match, name)
-                    if key in state.objects:
-                        return self._status(409, "AlreadyExists", f"{match['plural']} {name!r} exists")
-                    body.setdefault("metadata", {})["namespace"] = match["ns"]
-                    state.objects[key] = body
-                    return self._send(201, body)
+                    return self._send(201, {**body, "status": {"allowed": True}})
                 return self._status(404, "NotFound", NOT_FOUND)
-
-            def do_DELETE(self) -> None:  # noqa: N802
-                if not self._authorized():
-                    return
-                match = OBJECT_PATH.match(self.path.split("?")[0])
-                if match and match["name"]:
-                    key = _key(match)
-                    if state.objects.pop(key, None) is not None:
-                        state.deleted.append(key)
-                        return self._send(200, {"kind": "Status", "status": "Success"})
-                return self._status(404, "NotFound", "not found")
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
