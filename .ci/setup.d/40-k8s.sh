@@ -17,4 +17,8 @@ if ! docker image inspect minikf/runtime:latest minikf/server:latest >/dev/null 
 fi
 bash "$K8S" up
 bash "$K8S" crds
-python3 -m minikf.cli images load --cluster-script "$K8S"
+# The runtime image by its content tag too (the same layers, one docker save): a TrainJob cannot set
+# imagePullPolicy, so the kube tests run TrainJobs on a tag Kubernetes does not always pull.
+# shellcheck disable=SC2046  # one image per word
+python3 -m minikf.cli images load --cluster-script "$K8S" minikf/server:latest \
+  $(docker image inspect --format '{{join .RepoTags " "}}' minikf/runtime:latest)

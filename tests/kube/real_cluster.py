@@ -31,7 +31,7 @@ import pytest
 
 from minikf.kube import objects as res
 
-KUBECONFIG_ENV = "MINIKF_TEST_KUBECONFIG"
+KUBECONFIG_ENV = "MINIKF_K8S_KUBECONFIG"  # as tests/kube/real.py (the core flavor's tests)
 TEST_LABEL = "minikf.dev/test"
 # How long deleted objects (and pods in their grace period) may take to be gone.
 GONE_WITHIN_S = 90.0
@@ -40,7 +40,7 @@ HOW_TO_RUN = "bash ../shared/k8s/cluster.sh exec python -m pytest -m kube ..."
 
 
 def kubeconfig_path() -> Path:
-    """$MINIKF_TEST_KUBECONFIG, else where cluster.sh writes it ($MINIKF_K8S_DIR/kubeconfig)."""
+    """$MINIKF_K8S_KUBECONFIG, else where cluster.sh writes it ($MINIKF_K8S_DIR/kubeconfig)."""
     if os.environ.get(KUBECONFIG_ENV):
         return Path(os.environ[KUBECONFIG_ENV])
     state = os.environ.get("MINIKF_K8S_DIR") or os.path.join(os.environ.get("TMPDIR") or "/tmp", "minikf-k8s")

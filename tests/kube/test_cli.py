@@ -154,4 +154,5 @@ def test_kube_check_forced_kubeflow_on_a_cluster_without_its_operators(real_clus
     assert "permissions: all 13 verbs the journeys use are allowed" in proc.stdout
     assert ("✗ training: pytorchjobs.kubeflow.org is served but training-operator is not found: "
             "nothing would reconcile it") in proc.stdout
-    assert "✗ serving: inferenceservices.serving.kserve.io is served but kserve-controller-manager" in proc.stdout
+    assert ("✗ serving: inferenceservices.serving.kserve.io is served but kserve-controller-manager "
+            "is not found") in proc.stdout
