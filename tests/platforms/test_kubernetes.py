@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,26 @@ def resources(kube_ns):
     resources.cleanup()
 
 
+def _until_pull_failed(real_cluster, namespace: str, selector: str, pods: int, limit_s: float = 240):
+    """A status hook that holds the platform's (short) wait until `pods` pods matching `selector`
+    show the kubelet's pull failure: on the shared cluster a pod may first wait for a free CPU,
+    and the error must then name the failure, not a pod still being scheduled."""
+    def failed(pod) -> bool:
+        statuses = (pod.status.container_statuses if pod.status else None) or []
+        reasons = {cs.state.waiting.reason for cs in statuses if cs.state and cs.state.waiting}
+        return bool(reasons & {"ErrImagePull", "ImagePullBackOff"})
+
+    def hook(message: str) -> None:
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            listed = real_cluster.core().list_namespaced_pod(namespace, label_selector=selector).items
+            if sum(failed(p) for p in listed) >= pods:
+                return
+            time.sleep(1)
+
+    return hook
+
+
 def _stored(real_cluster, namespace: str, crd, name: str) -> dict:
     return real_cluster.custom().get_namespaced_custom_object(crd.group, crd.version, namespace,
                                                               crd.plural, name)
@@ -185,11 +206,12 @@ def test_remote_mirrors_are_passed_to_the_pods_and_nothing_is_shipped(platform, 
     pulled here) is what the step's error says, pod by pod. The stand-in plays the Training
     Operator; the PyTorchJob is read back as the API server stored it."""
     platform.image = "minikf/not-loaded:0"
-    request = _request("minikf-train-z", 2, ["https://mirror.example/fm/"], False, 20, tmp_path)
+    request = _request("minikf-train-z", 2, ["https://mirror.example/fm/"], False, 10, tmp_path)
+    hook = _until_pull_failed(real_cluster, kube_ns, "training.kubeflow.org/job-name=minikf-train-z", 2)
     with pytest.raises(ClusterStepFailed) as exc:
-        platform.run_training(request, resources)
+        platform.run_training(request, resources, hook)
     message = str(exc.value)
-    assert message.startswith("PyTorchJob minikf-train-z not done after 15s; pods: "), message
+    assert message.startswith("PyTorchJob minikf-train-z not done after 5s; pods: "), message
     for pod in ("minikf-train-z-master-0", "minikf-train-z-worker-0"):
         assert re.search(rf"{pod} Pending \[pytorch: (ErrImagePull|ImagePullBackOff) \(", message), message
     job = _stored(real_cluster, kube_ns, res.PYTORCHJOB, "minikf-train-z")
@@ -272,9 +294,10 @@ def test_a_trainjob_on_a_latest_image_the_node_lacks_says_to_pin_a_tag(real_clus
     platform = KubernetesPlatform(kubeconfig=str(real_cluster.kubeconfig), namespace=kube_ns,
                                   image="minikf/not-loaded:latest")
     try:
-        request = _request("minikf-train-p", 1, ["https://mirror.example/fm/"], False, 20, tmp_path)
+        request = _request("minikf-train-p", 1, ["https://mirror.example/fm/"], False, 10, tmp_path)
+        hook = _until_pull_failed(real_cluster, kube_ns, "jobset.sigs.k8s.io/jobset-name=minikf-train-p", 1)
         with pytest.raises(ClusterStepFailed) as exc:
-            platform.run_training(request, resources)
+            platform.run_training(request, resources, hook)
     finally:
         platform.close()
     message = str(exc.value)
