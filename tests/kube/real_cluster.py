@@ -6,6 +6,9 @@ Its API answers only inside its network namespace, so these tests run with pytes
 
     bash ../shared/k8s/cluster.sh exec python -m pytest -m kube tests/kube tests/platforms
 
+One test at a time (no -n): the node has 2 CPUs and the training pods ask for one each, so two
+2-pod jobs at once can each hold a CPU and wait for the other's.
+
 Elsewhere they skip, saying which of these is missing: the kubeconfig (cluster not up), the API
 server (pytest not in the netns), the CRDs (`cluster.sh crds`), the runtime image in the node's
 containerd (`cluster.sh load-image`). The cluster is shared: each test module gets a namespace with
