@@ -46,6 +46,6 @@ def docker_platform():
     platform.close()
 
 
-# The real cluster's fixtures (real_cluster, kube_namespace, kube_ns, runtime_image) for the
+# The real cluster's fixtures (real_cluster, module_namespace, kube_ns, runtime_image) for the
 # tests marked `kube`.
 pytest_plugins = ("tests.kube.real_cluster",)

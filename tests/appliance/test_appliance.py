@@ -361,6 +361,8 @@ def test_status_reports_each_component(tmp_path):
 
 
 def test_status_reads_a_daemonset_for_the_gpu_component(tmp_path):
+    """Still on FakeApiServer: the device plugin's DaemonSet lives in kube-system, shared by every
+    test on the real cluster, and it must be seen both not ready and ready."""
     from minikf.kube.client import connect
 
     with FakeApiServer() as api:

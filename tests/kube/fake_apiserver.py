@@ -2,12 +2,13 @@
 
 The kubernetes platform is tested against the real API server (tests/kube/real_cluster.py). A few
 tests need a cluster that the shared one must not be turned into: one serving only some of the
-Kubeflow CRDs (CRDs are cluster-wide), or one with Kubeflow controller Deployments in the
-cluster-wide kubeflow, cert-manager or istio-system namespaces (every other test's discovery would
-find them). For those, this real HTTP server plays only what minikf's client touches there:
-/version, API discovery (/api, /apis, /apis/<group>/<version>), SelfSubjectAccessReview (every
-verb allowed), and reads of namespaced objects the test put in `objects`. It checks the bearer
-token on every request, like an API server does.
+Kubeflow CRDs (CRDs are cluster-wide), or one with Kubeflow controller Deployments or DaemonSets
+in the cluster-wide kubeflow, kubeflow-system, cert-manager, istio-system or kube-system
+namespaces (every other test's discovery would find them). For those, this real HTTP server
+plays only what minikf's client touches there: /version, API discovery (/api, /apis,
+/apis/<group>/<version>), SelfSubjectAccessReview (every verb allowed), a Namespace's read, and
+create/get/list/delete of namespaced objects (stored as sent in `objects`; no controller acts on
+them). It checks the bearer token on every request, like an API server does.
 """
 
 from __future__ import annotations
@@ -133,7 +134,27 @@ class FakeApiServer:
                 body = self._body()
                 if path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews":
                     return self._send(201, {**body, "status": {"allowed": True}})
+                match = OBJECT_PATH.match(path)
+                if match and not match["name"]:
+                    custom = (match["group"], match["version"], match["plural"])
+                    if not match["core"] and custom not in state.crds:
+                        return self._status(404, "NotFound", NOT_FOUND)
+                    name = body.get("metadata", {}).get("name")
+                    key = _key(match, name)
+                    if key in state.objects:
+                        return self._status(409, "AlreadyExists", f"{match['plural']} {name!r} exists")
+                    body.setdefault("metadata", {})["namespace"] = match["ns"]
+                    state.objects[key] = body
+                    return self._send(201, body)
                 return self._status(404, "NotFound", NOT_FOUND)
+
+            def do_DELETE(self) -> None:  # noqa: N802
+                if not self._authorized():
+                    return
+                match = OBJECT_PATH.match(self.path.split("?")[0])
+                if match and match["name"] and state.objects.pop(_key(match), None) is not None:
+                    return self._send(200, {"kind": "Status", "status": "Success"})
+                return self._status(404, "NotFound", "not found")
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"

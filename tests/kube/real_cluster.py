@@ -257,8 +257,10 @@ def real_cluster() -> Iterator[RealCluster]:
 
 
 @pytest.fixture(scope="module")
-def kube_namespace(request, real_cluster) -> Iterator[str]:
-    """A namespace of this module's own (unique name), deleted and gone after its last test."""
+def module_namespace(request, real_cluster) -> Iterator[str]:
+    """A namespace of this module's own (unique name), deleted and gone after its last test.
+    (tests/kube/real.py's kube_namespace, which the core flavor's tests use, checks only what
+    minikf labels; this one checks everything and waits for the namespace to be gone.)"""
     module = request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")
     name = create_namespace(real_cluster, f"minikf-{module}")
     try:
@@ -271,10 +273,10 @@ def kube_namespace(request, real_cluster) -> Iterator[str]:
 
 
 @pytest.fixture
-def kube_ns(real_cluster, kube_namespace) -> Iterator[str]:
+def kube_ns(real_cluster, module_namespace) -> Iterator[str]:
     """The module's namespace for one test; after it, nothing the test made may be left there."""
-    yield kube_namespace
-    assert_nothing_left(real_cluster, kube_namespace)
+    yield module_namespace
+    assert_nothing_left(real_cluster, module_namespace)
 
 
 @pytest.fixture(scope="session")
