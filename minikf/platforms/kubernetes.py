@@ -20,6 +20,7 @@ from typing import Any
 from minikf.kube import objects as res
 from minikf.kube.client import Cluster, connect, missing_crds, require_permissions
 from minikf.platforms.base import Platform, ServeRequest, StatusHook, TrainRequest, no_status
+from minikf.platforms.cores import WorkerPlan
 from minikf.runtime.errors import StepFailed
 from minikf.runtime.processes import ProcessHandle, RunResources
 
@@ -36,6 +37,10 @@ COMPONENT_DEPLOYMENTS = {
     "profiles-deployment": "Profiles",
 }
 COMPONENT_NAMESPACES = ("kubeflow", "kubeflow-system", "kserve")
+
+
+# `workers: auto` on a cluster: a PyTorchJob's master and one worker.
+CLUSTER_AUTO_WORKERS = 2
 
 
 class ClusterStepFailed(StepFailed):
@@ -287,6 +292,15 @@ class KubernetesPlatform(Platform):
             self._create_configmap(obj, resources)
         return res.DATA_MOUNT, [o["metadata"]["name"] for o in objs]
 
+    def plan_workers(self, request: TrainRequest) -> WorkerPlan:
+        """As asked: the cluster's scheduler places the pods, this host's cores say nothing
+        about its nodes; `auto` is CLUSTER_AUTO_WORKERS (a master and a worker)."""
+        if request.workers is not None:
+            return WorkerPlan(request.workers, request.workers,
+                              f"{request.workers} as asked; the cluster schedules them")
+        return WorkerPlan(CLUSTER_AUTO_WORKERS, None, f"{CLUSTER_AUTO_WORKERS} (auto on a cluster: "
+                          "a master and a worker; the cluster schedules them)")
+
     def run_training(self, request: TrainRequest, resources: RunResources,
                      status: StatusHook = no_status) -> None:
         """Run the journey's training as one job of N workers; bring model/ and metrics.jsonl
@@ -303,8 +317,8 @@ class KubernetesPlatform(Platform):
         if request.sample:
             argv.append("--sample")
         spec = res.TrainSpec(name=res.dns_name(request.name), namespace=self.namespace,
-                             workers=request.workers, argv=argv, image=self.image,
-                             data_configmaps=configmaps, labels=self._labels(request.name))
+                             workers=request.workers or CLUSTER_AUTO_WORKERS, argv=argv,
+                             image=self.image, data_configmaps=configmaps, labels=self._labels(request.name))
         crd = res.PYTORCHJOB if plural == "pytorchjobs" else res.TRAINJOB
         obj = res.pytorchjob(spec) if plural == "pytorchjobs" else res.trainjob(spec)
         custom = self._custom()
