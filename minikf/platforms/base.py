@@ -63,6 +63,10 @@ class TrainRequest:
     mirrors: list[str] = field(default_factory=list)
     sample: bool = False
     export_onnx: bool = True
+    schedule: str = "constant"
+    """The learning rate's course: constant, or onecycle (minikf/workload/recipe.py)."""
+    augment: bool = False
+    """Random flips and shifts of the training images (recipe.py)."""
 
 
 @dataclass

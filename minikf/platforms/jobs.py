@@ -50,7 +50,8 @@ def worker_log(request: TrainRequest, rank: int) -> Path:
 def launch_workers(platform: Platform, request: TrainRequest,
                    resources: RunResources) -> list[tuple[int, Path, ProcessHandle]]:
     argv = worker_argv(request.data_dir, request.out, request.epochs, request.batch_size,
-                       request.lr, export_onnx=request.export_onnx)
+                       request.lr, export_onnx=request.export_onnx, schedule=request.schedule,
+                       augment=request.augment)
     port = free_port()
     resources.note_port(port)
     procs = []

@@ -23,6 +23,7 @@ from minikf.platforms.base import Platform, ServeRequest, StatusHook, TrainReque
 from minikf.platforms.cores import WorkerPlan
 from minikf.runtime.errors import StepFailed
 from minikf.runtime.processes import ProcessHandle, RunResources
+from minikf.workload.contract import recipe_flags
 
 POLL_S = 2.0
 # capability -> the CRDs that provide it (any one is enough); only capabilities whose steps
@@ -316,6 +317,7 @@ class KubernetesPlatform(Platform):
                 "--lr", str(request.lr)]
         if request.sample:
             argv.append("--sample")
+        argv += recipe_flags(request.schedule, request.augment)
         spec = res.TrainSpec(name=res.dns_name(request.name), namespace=self.namespace,
                              workers=request.workers or CLUSTER_AUTO_WORKERS, argv=argv,
                              image=self.image, data_configmaps=configmaps, labels=self._labels(request.name))

@@ -17,7 +17,7 @@ from pathlib import Path
 from minikf.platforms.base import TrainRequest
 from minikf.runtime.errors import StepFailed
 from minikf.steps.base import StepContext, StepKind, StepOutcome
-from minikf.workload.contract import WORKER_MODULE
+from minikf.workload.contract import SCHEDULES, WORKER_MODULE
 
 
 def _read_metrics(path: Path) -> list[dict]:
@@ -50,12 +50,17 @@ def requested_workers(ctx: StepContext) -> int | None:
 
 def train_request(ctx: StepContext) -> TrainRequest:
     sample = ctx.arg("sample", ctx.params.get("sample", False), (bool, str))
+    schedule = ctx.arg("schedule", "constant", str)
+    if schedule not in SCHEDULES:
+        raise StepFailed(f"step {ctx.name}: schedule must be one of {', '.join(SCHEDULES)}, "
+                         f"got {schedule!r}")
     return TrainRequest(
         name=ctx.unique_name(), workers=requested_workers(ctx), epochs=ctx.arg("epochs", 3, int),
         batch_size=ctx.arg("batch_size", 64, int), lr=float(ctx.arg("lr", 0.002, (int, float))),
         data_dir=Path(ctx.arg("data_dir", kind=str)), out=ctx.workdir / "train",
         log_path=ctx.log_path, timeout_s=ctx.timeout, mirrors=_mirrors(ctx),
-        sample=sample not in (False, "false", "False"),
+        sample=sample not in (False, "false", "False"), schedule=schedule,
+        augment=ctx.arg("augment", False, (bool, str)) not in (False, "false", "False"),
     )
 
 
@@ -82,8 +87,7 @@ def run(ctx: StepContext) -> StepOutcome:
     plan = ctx.platform.plan_workers(request)
     request = replace(request, workers=plan.workers)
     ctx.status(plan.reason)
-    (ctx.log_path.parent).mkdir(parents=True, exist_ok=True)
-    with open(ctx.log_path, "a") as log:
+    with ctx.open_log() as log:
         log.write(f"minikf: {plan.reason}\n")
     request.out.mkdir(parents=True, exist_ok=True)
     ctx.platform.run_training(request, ctx.resources, status=ctx.status)

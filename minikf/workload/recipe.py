@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DistributedSampler
 
+from minikf.workload.contract import SCHEDULES
+
 
 def rank_batch(batch_size: int, world: int) -> int:
     """Each rank's share of the job's batch (a remainder is dropped: all ranks step together)."""
@@ -37,10 +39,18 @@ def steps_per_epoch(images: int, batch_size: int, world: int) -> int:
     return -(-per_rank // rank_batch(batch_size, world))
 
 
+# The augmentation: the chance of a horizontal flip, the most pixels of a shift.
+FLIP = 0.5
+SHIFT = 2
+
+
 class Augment:
     """Random horizontal flips and shifts, drawn per image and epoch from the seed alone."""
 
-    def __init__(self, images: int, seed: int, flip: float = 0.5, shift: int = 2) -> None:
+    def __init__(self, images: int, seed: int, enabled: bool = True, flip: float = FLIP,
+                 shift: int = SHIFT) -> None:
+        if not enabled:
+            flip, shift = 0.0, 0
         self.images, self.seed, self.flip, self.shift = images, seed, flip, shift
         self._flips = torch.zeros(images, dtype=torch.bool)
         self._shifts = torch.zeros(images, 2, dtype=torch.int64)
@@ -50,6 +60,8 @@ class Augment:
         return self.flip > 0 or self.shift > 0
 
     def set_epoch(self, epoch: int) -> None:
+        if not self.active:
+            return
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         self._flips = torch.rand(self.images, generator=g) < self.flip
         self._shifts = torch.randint(0, 2 * self.shift + 1, (self.images, 2), generator=g)
@@ -69,8 +81,13 @@ class Augment:
         return x
 
 
-def one_cycle(optimizer: torch.optim.Optimizer, lr: float, total_steps: int,
-              warmup: float = 0.25) -> torch.optim.lr_scheduler.LRScheduler:
-    """Warm up to `lr` over the first `warmup` of the steps, then anneal (cosine) to near 0."""
-    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(total_steps, 1),
-                                               pct_start=warmup)
+def make_schedule(kind: str, optimizer: torch.optim.Optimizer, lr: float, total_steps: int,
+                  warmup: float = 0.25) -> torch.optim.lr_scheduler.LRScheduler:
+    """`constant`: `lr` throughout. `onecycle`: warm up to `lr` over the first `warmup` of the
+    steps, then anneal (cosine) to near 0."""
+    if kind == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    if kind == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, pct_start=warmup,
+                                                   total_steps=max(total_steps, 1))
+    raise ValueError(f"unknown schedule {kind!r} (known: {', '.join(SCHEDULES)})")

@@ -39,10 +39,9 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from minikf.workload.contract import EXIT_PEER_LOST, EXIT_PEER_TIMEOUT
+from minikf.workload.contract import EXIT_PEER_LOST, EXIT_PEER_TIMEOUT, SCHEDULES
 from minikf.workload.model import FashionCNN, save_model
-from minikf.workload.recipe import Augment, epoch_order, one_cycle, rank_batch, steps_per_epoch
-
+from minikf.workload.recipe import Augment, epoch_order, make_schedule, rank_batch, steps_per_epoch
 
 
 def _seconds(name: str, default: float) -> float:
@@ -89,12 +88,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64,
                         help="the job's batch, shared out among the workers")
-    parser.add_argument("--lr", type=float, default=0.002, help="the one-cycle schedule's peak")
+    parser.add_argument("--lr", type=float, default=0.002,
+                        help="the learning rate (with --schedule onecycle, its peak)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--flip", type=float, default=0.5,
-                        help="augmentation: the chance of a horizontal flip per image and epoch")
-    parser.add_argument("--shift", type=int, default=2,
-                        help="augmentation: the most pixels an image is shifted by (0: none)")
+    parser.add_argument("--schedule", choices=SCHEDULES, default="constant",
+                        help="the learning rate's course: constant, or onecycle (minikf/workload/recipe.py)")
+    parser.add_argument("--augment", action="store_true",
+                        help="random flips and shifts of the training images (recipe.py)")
     parser.add_argument("--export-onnx", action="store_true",
                         help="rank 0 also writes model.onnx (checked against the model) beside model.pt")
     return parser.parse_args(argv)
@@ -145,10 +145,10 @@ def train_epoch(model, x_all, y_all, order, per_rank, augment, optimizer, schedu
                 device) -> list[list[float]]:
     """One pass over this rank's `order` in batches of `per_rank` (augmented, indexed straight
     out of the tensors: no per-image Dataset calls); every worker's [loss sum, correct, seen,
-    seconds], gathered on each rank (the job's figures are their sums; rank 0 also records
-    each worker's own)."""
+    seconds, CPU seconds (all its threads)], gathered on each rank (the job's figures are their
+    sums; rank 0 also records each worker's own)."""
     model.train()
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     for i in range(0, len(order), per_rank):
@@ -162,8 +162,8 @@ def train_epoch(model, x_all, y_all, order, per_rank, augment, optimizer, schedu
         schedule.step()
         loss_sum += loss.detach() * len(y)
         correct += (logits.detach().argmax(1) == y).sum()
-    totals = torch.tensor([loss_sum.item(), correct.item(), len(order), time.monotonic() - started],
-                          dtype=torch.float64, device=device)
+    totals = torch.tensor([loss_sum.item(), correct.item(), len(order), time.monotonic() - started,
+                           time.process_time() - cpu], dtype=torch.float64, device=device)
     gathered = [torch.zeros_like(totals) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, totals)
     return [g.tolist() for g in gathered]
@@ -171,12 +171,14 @@ def train_epoch(model, x_all, y_all, order, per_rank, augment, optimizer, schedu
 
 def epoch_line(epoch: int, workers: list[list[float]], seconds: float) -> dict:
     """metrics.jsonl's line: the job's loss, accuracy and images/s over the epoch's wall time,
-    and each worker's own (its shard's loss and accuracy, its images/s over its own time)."""
+    and each worker's own (its shard's loss and accuracy, its images/s over its own time, the
+    CPU seconds it used: what `minikf bench train` compares across worker counts)."""
     loss_sum, correct, seen = (sum(w[i] for w in workers) for i in range(3))
     return {"epoch": epoch, "loss": loss_sum / seen, "accuracy": correct / seen,
             "images_per_s": seen / seconds, "seconds": seconds,
             "workers": [{"rank": rank, "loss": w[0] / w[2], "accuracy": w[1] / w[2],
-                         "images_per_s": w[2] / w[3] if w[3] else 0.0, "seconds": w[3]}
+                         "images_per_s": w[2] / w[3] if w[3] else 0.0, "seconds": w[3],
+                         "cpu_s": w[4]}
                         for rank, w in enumerate(workers)]}
 
 
@@ -284,15 +286,15 @@ def main(argv: list[str] | None = None) -> None:
              f"{collective_timeout_s():g} s for the others)")
     x_all, y_all = load_train(args.data)
     per_rank = rank_batch(args.batch_size, world)
-    augment = Augment(len(y_all), args.seed, args.flip, args.shift)
+    augment = Augment(len(y_all), args.seed, enabled=args.augment)
     ids = [device.index] if device.type == "cuda" else None
     # The gradients are the all-reduce's buckets themselves (no copy into them each step).
     model = DistributedDataParallel(FashionCNN().to(device), device_ids=ids,
                                     gradient_as_bucket_view=True)
     _held.append(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    schedule = one_cycle(optimizer, args.lr,
-                         args.epochs * steps_per_epoch(len(y_all), args.batch_size, world))
+    schedule = make_schedule(args.schedule, optimizer, args.lr,
+                             args.epochs * steps_per_epoch(len(y_all), args.batch_size, world))
     writer = EpochWriter(args.out, enabled=rank == 0)
     for epoch in range(1, args.epochs + 1):
         _test_stall(rank, f"epoch-{epoch}")
