@@ -16,6 +16,11 @@ augmentation: by default the journey's, from scenarios/fashion-mnist.yaml):
 - every measurement alternates `rounds` times (baseline, then each N) and the best of each
   counts (noisy neighbours only slow runs down);
 - auto: what `workers: auto` would choose on this host now, and why (minikf/platforms/cores.py);
+- profile_2: where 2 workers lose against twice one: the smaller step each rank takes (the bare
+  loop at half the batch against the whole), and the all-reduce each step pays (gloo, timed
+  alone between 2 processes at the model's gradient size and at 1,000 floats: its fixed part),
+  as a share of the 2-worker step; what is left is lock-step waiting, the two cores' shared
+  cache and clock, and the epochs' ends;
 - memory: each process's own peak RSS (ru_maxrss from os.wait4 on its pid), per worker;
 - on CUDA, also the standard synthetic ResNet-50 images/s (minikf.bench.resnet).
 
@@ -97,6 +102,24 @@ def _harness(data_dir: Path, world: int, epochs: int, batch_size: int, lr: float
             "cpu_ms_per_image": cpu / images * 1000 if images and cpu else None}
 
 
+def _allreduce(numel: int, env: dict) -> dict:
+    """Per call, wall and CPU ms of a gloo all-reduce between 2 processes (minikf.bench.allreduce)."""
+    with tempfile.TemporaryDirectory(prefix="minikf-bench-") as tmp:
+        out, port = Path(tmp), free_port()
+        cmd = [sys.executable, "-m", "minikf.bench.allreduce", "--numel", str(numel)]
+        resources = RunResources()
+        try:
+            procs = [resources.spawn(cmd, out / f"rank-{rank}.log", env={**env, **worker_env(rank, 2, port)})
+                     for rank in range(2)]
+            codes = [p.wait(TIMEOUT_S) for p in procs]
+        finally:
+            resources.cleanup()
+        text = (out / "rank-0.log").read_text()
+    if any(codes):
+        raise RuntimeError(f"the all-reduce benchmark failed (rcs {codes}):\n{text[-2000:]}")
+    return json.loads([line for line in text.splitlines() if line.startswith("{")][-1])
+
+
 def journey_recipe() -> dict:
     """The journey's batch, rate and recipe (scenarios/fashion-mnist.yaml's defaults)."""
     from minikf.bench.journey import scenario_params
@@ -137,11 +160,14 @@ def bench_train(data_dir: Path, workers: list[int], epochs: int = 1, batch_size:
     # Every measurement alternates, `rounds` times; the best of each counts: on a shared machine
     # a neighbour's burst only ever slows a run down, so the best is the least disturbed.
     bases: list[tuple[float, float | None]] = []
+    halves: list[float] = []  # the bare loop at half the batch: a rank's step among 2
     runs: dict[int, list[dict]] = {n: [] for n in counts}
     loads = []
     for _ in range(max(rounds, 1)):
         loads.append(round(os.getloadavg()[0], 2))
         bases.append(_baseline(data_dir, epochs, batch_size, lr, recipe, env))
+        if 2 in counts and not cuda:
+            halves.append(_baseline(data_dir, epochs, max(1, batch_size // 2), lr, recipe, env)[0])
         for n in counts:
             runs[n].append(_harness(data_dir, n, epochs, batch_size, lr, recipe, env))
     baseline, baseline_rss = max(bases, key=lambda r: r[0])
@@ -180,6 +206,8 @@ def bench_train(data_dir: Path, workers: list[int], epochs: int = 1, batch_size:
     }
     if "2" in scaling:
         result["scaling_efficiency_2"] = result["scaling_efficiency"]["2"]
+        if halves:
+            result["profile_2"] = _profile_2(max(halves), baseline, scaling["2"], batch_size, env)
     if counts[-1] > 1:
         result["scaling_max_workers"] = counts[-1]
         result["scaling_efficiency_n"] = result["scaling_efficiency"][str(counts[-1])]
@@ -193,6 +221,23 @@ def bench_train(data_dir: Path, workers: list[int], epochs: int = 1, batch_size:
         gpu_here = torch.cuda.is_available()
         result["note"] = "CPU only (--device cpu)" if gpu_here else "no GPU present: CPU only"
     return result
+
+
+def _profile_2(half: float, whole: float, two: float, batch_size: int, env: dict) -> dict:
+    """Where 2 workers lose against twice one (see the module docstring)."""
+    from minikf.workload.model import FashionCNN
+
+    numel = sum(p.numel() for p in FashionCNN().parameters())
+    reduce = _allreduce(numel, env)
+    steps_per_s = two / batch_size  # each rank takes one step of batch/2 per job step
+    return {
+        "images_per_rank_step": max(1, batch_size // 2),
+        "bare_images_per_s_half_batch": half,
+        "smaller_step_cost_pct": (1 - half / whole) * 100,
+        "allreduce": reduce,
+        "allreduce_share_of_step_pct": reduce["model"]["wall_ms"] * steps_per_s / 10,
+        "allreduce_fixed_share_pct": reduce["small"]["wall_ms"] / reduce["model"]["wall_ms"] * 100,
+    }
 
 
 if __name__ == "__main__":

@@ -62,7 +62,8 @@ def _finish(name: str, figures: dict, json_path: Path | None, save: bool, report
 
 @app.command("train")
 def bench_train_cmd(
-    workers: str = typer.Option("1,2", help="worker counts for the scaling figure"),
+    workers: str = typer.Option("1,2,N", help="worker counts for the scaling figure; N: the cores "
+                                              "this process may run on"),
     epochs: int = typer.Option(1, help="epochs per measurement"),
     batch_size: int = typer.Option(0, help="the job's batch, shared out among its workers "
                                            "(0: the journey's)"),
@@ -77,6 +78,7 @@ def bench_train_cmd(
 ) -> None:
     """Images/s of the journey's training step vs a bare PyTorch loop, scaling, peak RSS."""
     _load_old(compare)
+    import os
     import tempfile
 
     import torch
@@ -87,10 +89,12 @@ def bench_train_cmd(
 
     if device not in ("cpu", "cuda", "auto"):
         raise MinikfError(f"--device: expected cpu, cuda or auto, got {device!r}", 2)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     try:
-        counts = [int(w) for w in workers.split(",") if w.strip()]
+        counts = sorted({cores if w.strip() == "N" else int(w) for w in workers.split(",") if w.strip()})
     except ValueError:
-        raise MinikfError(f"--workers: expected numbers like 1,2, got {workers!r}", 2) from None
+        raise MinikfError(f"--workers: expected numbers like 1,2 (N: {cores} cores), got {workers!r}",
+                          2) from None
     if rounds < 1:
         raise MinikfError("--rounds must be >= 1", 2)
     if not counts or min(counts) < 1:
@@ -126,6 +130,15 @@ def bench_train_cmd(
         cpu = figures["cpu_efficiency"].get(n)
         cpu_text = f", CPU efficiency {cpu:.2f} (CPU per image of 1 worker / of {n})" if cpu else ""
         typer.echo(f"scaling 1->{n} workers: {eff:.2f} efficiency{cpu_text}")
+    if figures.get("profile_2"):
+        prof, lost = figures["profile_2"], (1 - figures["scaling_efficiency_2"]) * 100
+        ar = prof["allreduce"]["model"]
+        typer.echo(f"where 1->2 loses {lost:.0f}%: each rank's step is {prof['images_per_rank_step']} "
+                   f"images, {prof['smaller_step_cost_pct']:.0f}% slower per image than the whole batch "
+                   f"(bare loop); the all-reduce is {ar['wall_ms']:.2f} ms a step ({ar['cpu_ms']:.2f} ms "
+                   f"CPU; {prof['allreduce_fixed_share_pct']:.0f}% of it fixed per call), "
+                   f"{prof['allreduce_share_of_step_pct']:.0f}% of the 2-worker step; the rest is "
+                   "lock-step waiting, the cores' shared cache and clock, epoch ends")
     typer.echo(f"workers: auto here now: {figures['auto']['reason']}")
     if figures.get("resnet50"):
         r = figures["resnet50"]

@@ -196,12 +196,12 @@ class EpochWriter:
             (out / "checkpoints").mkdir(parents=True, exist_ok=True)
             self._thread.start()
 
-    def write(self, model, line: dict) -> None:
+    def write(self, net: nn.Module, line: dict) -> None:
         if not self.enabled:
             return
         if self._error is not None:
             raise self._error
-        state = {k: v.detach().to("cpu", copy=True) for k, v in model.module.state_dict().items()}
+        state = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
         self._queue.put((state, line))
 
     def _run(self) -> None:
@@ -273,6 +273,19 @@ def finish_job(rank: int, world: int, timeout_s: float) -> None:
     progress("every rank is done")
 
 
+def data_parallel(net: nn.Module, world: int, device: torch.device) -> nn.Module:
+    """`net` wrapped in DDP, whose all-reduce each step averages the ranks' gradients; one rank
+    alone trains `net` itself: the same model, without DDP's hooks, bucket copy and one-rank
+    all-reduce on every step."""
+    if world == 1:
+        return net
+    ids = [device.index] if device.type == "cuda" else None
+    # The gradients are the all-reduce's buckets themselves (no copy into them each step).
+    model = DistributedDataParallel(net, device_ids=ids, gradient_as_bucket_view=True)
+    _held.append(model)
+    return model
+
+
 def main(argv: list[str] | None = None) -> None:
     warm_up()  # (done already when started warm)
     # The framework is loaded: what follows is this worker's own set-up. `minikf bench journey`
@@ -287,11 +300,8 @@ def main(argv: list[str] | None = None) -> None:
     x_all, y_all = load_train(args.data)
     per_rank = rank_batch(args.batch_size, world)
     augment = Augment(len(y_all), args.seed, enabled=args.augment)
-    ids = [device.index] if device.type == "cuda" else None
-    # The gradients are the all-reduce's buckets themselves (no copy into them each step).
-    model = DistributedDataParallel(FashionCNN().to(device), device_ids=ids,
-                                    gradient_as_bucket_view=True)
-    _held.append(model)
+    net = FashionCNN().to(device)
+    model = data_parallel(net, world, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     schedule = make_schedule(args.schedule, optimizer, args.lr,
                              args.epochs * steps_per_epoch(len(y_all), args.batch_size, world))
@@ -304,13 +314,13 @@ def main(argv: list[str] | None = None) -> None:
         started = time.monotonic()
         workers = train_epoch(model, x_all, y_all, order, per_rank, augment, optimizer, schedule,
                               device)
-        writer.write(model, epoch_line(epoch, workers, time.monotonic() - started))
+        writer.write(net, epoch_line(epoch, workers, time.monotonic() - started))
     writer.close()
     if rank == 0:
         progress("saving the model")
-        save_model(model.module.cpu(), args.out / "model")
+        save_model(net.cpu(), args.out / "model")
         if args.export_onnx:
-            export_for_serving(model.module, args.out / "model")
+            export_for_serving(net, args.out / "model")
         progress("saved the model")
     _test_stall(rank, "end")
     finish_job(rank, world, end_timeout_s())
