@@ -7,10 +7,12 @@ docker platforms size a job from the cores that are actually free for it:
 
 - the cores this process may run on (its affinity), at most the cgroup's CPU quota
   (`cpu.max`, e.g. a container started with --cpus) and a profile's CPU quota;
-- less what other processes keep busy: sampled from /proc/stat over a window (from the run's
-  start where the platform marked it, else a short one now), less the CPU time of this process
-  and its children over the same window (the run's own warm interpreters importing torch are
-  not a neighbour). Without /proc/stat, the 1-minute load average stands in;
+- less what other processes want of them, over a window (from the run's start where the
+  platform marked it, else a short one now): the CPU they used (/proc/stat, less the CPU time of
+  this process and its children: the run's own warm interpreters importing torch are not a
+  neighbour), or, where more, the time their threads ran or waited to run (schedstat): a
+  neighbour that shares a core with the run's own imports gets only part of it, but waits for
+  the rest. Without /proc/stat, the 1-minute load average stands in;
 - a worker is only started for a core that is at least `CORE_FREE` free; `auto` also keeps at
   least `MIN_WORKER_BATCH` images of the job's batch per worker.
 
@@ -24,7 +26,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -67,7 +69,7 @@ class Cores:
     cgroup_quota: float | None = None
     profile_quota: float | None = None
     busy_elsewhere: float = 0.0
-    """Cores' worth of CPU that other processes used over `window_s`."""
+    """Cores' worth of CPU that other processes used (or waited for) over `window_s`."""
     window_s: float = 0.0
     source: str = "/proc/stat"
 
@@ -96,7 +98,7 @@ def plan_workers(requested: int | None, cores: Cores, batch_size: int | None = N
     least MIN_WORKER_BATCH images of `batch_size`."""
     free = cores.free
     fits = max(1, math.floor(free + (1.0 - CORE_FREE)))
-    what = (f"{free:.1f} of {cores.usable:g} cores free ({_limit(cores)}; other processes used "
+    what = (f"{free:.1f} of {cores.usable:g} cores free ({_limit(cores)}; other processes' load "
             f"{cores.busy_elsewhere:.1f} over {cores.window_s:.1f} s, {cores.source})")
     if requested is not None:
         if requested > fits:
@@ -121,11 +123,13 @@ def plan_workers(requested: int | None, cores: Cores, batch_size: int | None = N
 
 @dataclass(frozen=True)
 class Sample:
-    """One reading: when, each CPU's busy and total ticks, and this process tree's CPU seconds."""
+    """One reading: when, each CPU's busy and total ticks, this process tree's CPU seconds, and
+    each other thread's nanoseconds run or waiting to run (schedstat; empty where unreadable)."""
 
     at: float
     cpus: dict[int, tuple[int, int]]
     own_s: float
+    others_ns: dict[int, int] = field(default_factory=dict)
 
 
 def _proc_stat(path: Path = Path("/proc/stat")) -> dict[int, tuple[int, int]]:
@@ -143,18 +147,43 @@ def _proc_stat(path: Path = Path("/proc/stat")) -> dict[int, tuple[int, int]]:
     return found
 
 
-def own_cpu_seconds() -> float:
+def own_cpu_seconds() -> tuple[float, set[int]]:
     """CPU seconds used by this process, its children (living, and those it has reaped) and
-    theirs: the run's own processes, not neighbours."""
+    theirs: the run's own processes, not neighbours; and their pids."""
     me = psutil.Process()
-    total = 0.0
+    total, pids = 0.0, set()
     for proc in [me, *me.children(recursive=True)]:
+        pids.add(proc.pid)
         try:
             t = proc.cpu_times()
         except psutil.Error:
             continue  # gone meanwhile: its parent counts it once reaped
         total += t.user + t.system + t.children_user + t.children_system
-    return total
+    return total, pids
+
+
+def _thread_demand(exclude: set[int], proc: Path = Path("/proc")) -> dict[int, int]:
+    """Per thread of every process not in `exclude`: nanoseconds it has run plus waited for a
+    CPU (the first two fields of its schedstat)."""
+    found: dict[int, int] = {}
+    try:
+        pids = [int(entry.name) for entry in os.scandir(proc) if entry.name.isdigit()]
+    except OSError:
+        return found
+    for pid in pids:
+        if pid in exclude:
+            continue
+        try:
+            tids = os.listdir(proc / str(pid) / "task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                ran, waited = (proc / str(pid) / "task" / tid / "schedstat").read_text().split()[:2]
+            except (OSError, ValueError):
+                continue
+            found[int(tid)] = int(ran) + int(waited)
+    return found
 
 
 def sample() -> Sample:
@@ -162,7 +191,18 @@ def sample() -> Sample:
         cpus = _proc_stat()
     except OSError:
         cpus = {}
-    return Sample(time.monotonic(), cpus, own_cpu_seconds())
+    own, pids = own_cpu_seconds()
+    return Sample(time.monotonic(), cpus, own, _thread_demand(pids))
+
+
+def demand_elsewhere(before: Sample, after: Sample) -> float:
+    """Cores' worth of time that threads outside this tree ran or waited to run between two
+    samples (a thread that started meanwhile counts whole), on any CPU."""
+    window_ns = (after.at - before.at) * 1e9
+    if window_ns <= 0 or not after.others_ns:
+        return 0.0
+    spent = sum(max(0, ns - before.others_ns.get(tid, 0)) for tid, ns in after.others_ns.items())
+    return spent / window_ns
 
 
 def busy_elsewhere(before: Sample, after: Sample, allowed: set[int]) -> float:
@@ -228,6 +268,10 @@ class CpuMeter:
         self._mark = None  # one window per run: a later plan samples afresh
         if start.cpus and end.cpus:
             used, source = busy_elsewhere(start, end, allowed), "/proc/stat"
+            if len(allowed) == len(end.cpus):  # all of the host's CPUs: demand anywhere counts
+                wanted = demand_elsewhere(start, end)
+                if wanted > used:
+                    used, source = min(wanted, float(len(allowed))), "schedstat"
         else:  # no /proc/stat: the load average, less this tree's running processes
             used, source = _load_elsewhere(), "load average"
         return Cores(affinity=len(allowed), cgroup_quota=cgroup_quota(), profile_quota=profile_quota,

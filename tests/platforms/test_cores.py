@@ -69,6 +69,25 @@ def test_busy_elsewhere_is_the_cpus_busy_time_less_this_process_tree():
     assert cores.busy_elsewhere(before, mine, {0, 1}) == 0.0
 
 
+def test_demand_elsewhere_counts_the_time_other_threads_waited_for_a_cpu():
+    # over 2 s: thread 10 ran 1 s and waited 1 s (a neighbour sharing its core with our imports),
+    # thread 11 is new and spent 0.5 s, thread 12 ended before the second reading
+    before = Sample(at=0.0, cpus={}, own_s=0.0, others_ns={10: 5_000_000_000, 12: 10**9})
+    after = Sample(at=2.0, cpus={}, own_s=0.0, others_ns={10: 7_000_000_000, 11: 500_000_000})
+    assert cores.demand_elsewhere(before, after) == pytest.approx(1.25)
+    assert cores.demand_elsewhere(before, Sample(at=2.0, cpus={}, own_s=0.0)) == 0.0
+
+
+def test_thread_demand_reads_each_threads_schedstat_but_ours(tmp_path):
+    for pid, tids in {100: {100: "30 70 5", 101: "1 2 3"}, 200: {200: "1000 0 1"}, 300: {}}.items():
+        for tid, text in tids.items():
+            folder = tmp_path / str(pid) / "task" / str(tid)
+            folder.mkdir(parents=True)
+            (folder / "schedstat").write_text(text + "\n")
+    (tmp_path / "self").mkdir()  # not a pid
+    assert cores._thread_demand({200}, tmp_path) == {100: 100, 101: 3}
+
+
 def test_proc_stat_counts_steal_as_busy_and_iowait_as_free(tmp_path):
     stat = tmp_path / "stat"
     stat.write_text("cpu  9 9 9 9 9 9 9 9 0 0\n"
@@ -92,7 +111,7 @@ def test_the_meter_samples_at_least_its_window_and_reads_affinity():
     found = meter.cores(profile_quota=1)
     assert found.window_s >= cores.MIN_WINDOW_S
     assert found.affinity == len(os.sched_getaffinity(0)) and found.profile_quota == 1
-    assert found.source == "/proc/stat" and found.busy_elsewhere >= 0
+    assert found.source in ("/proc/stat", "schedstat") and found.busy_elsewhere >= 0
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores")
