@@ -45,7 +45,7 @@ def test_bench_train_reports_every_figure(tmp_path):
     assert result["cpu_efficiency"]["2"] == pytest.approx(
         result["cpu_ms_per_image"]["1"] / result["cpu_ms_per_image"]["2"])
     # the journey's recipe unless told otherwise, and what auto would choose here now
-    assert (result["batch_size"], result["schedule"]) == (32, "onecycle")
+    assert (result["batch_size"], result["schedule"]) == (64, "onecycle")
     assert result["auto"]["workers"] >= 1 and "(auto)" in result["auto"]["reason"]
     assert len(result["load_avg_rounds"]) == 1 and set(result["scaling_rounds"]) == {"1", "2"}
     # Peak RSS of each process, per worker (ru_maxrss of that very pid).
