@@ -71,7 +71,9 @@ class Progress:
 
     def __call__(self, doing: str) -> None:
         self.doing = doing
-        print(f"minikf: rank {self.rank}: {doing}", file=sys.stderr, flush=True)
+        # One write per line: rank 0's epoch lines come from another thread into the same log.
+        sys.stderr.write(f"minikf: rank {self.rank}: {doing}\n")
+        sys.stderr.flush()
 
 
 progress = Progress()
@@ -211,7 +213,8 @@ class EpochWriter:
                 torch.save(state, self.out / "checkpoints" / f"epoch-{line['epoch']}.pt")
                 with open(self.out / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(line) + "\n")
-                print(json.dumps(line), flush=True)
+                sys.stdout.write(json.dumps(line) + "\n")  # one write: progress lines interleave
+                sys.stdout.flush()
             except BaseException as exc:  # raised in the training thread at the next write
                 self._error = exc
                 return
