@@ -75,8 +75,9 @@ def main() -> None:
         os.kill(spinner, signal.SIGKILL)
     best = {w: min(r["wall_s"] for r in runs if r["workers_asked"] == w) for w in ("auto", "1", "2")}
     reasons = sorted({r["reason"] for r in runs if r["workers_asked"] == "auto"})
+    chosen = sorted({r["workers"] for r in runs if r["workers_asked"] == "auto"})
     print(f"best wall: auto {best['auto']:.1f} s, 1 worker {best['1']:.1f} s, 2 workers "
-          f"{best['2']:.1f} s; auto chose {sorted({r['workers'] for r in runs if r['workers_asked'] == 'auto'})}")
+          f"{best['2']:.1f} s; auto chose {chosen}")
     for reason in reasons:
         print(f"  auto: {reason}")
     if args.json:
