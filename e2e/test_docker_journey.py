@@ -82,7 +82,7 @@ def _interrupt(tmp_path, scenario: str, marker: str, count: int, params: list[st
 @pytest.mark.slow
 @pytest.mark.skipif(REASON is not None, reason=f"no Docker Engine: {REASON}")
 def test_ctrl_c_during_training_leaves_no_container(tmp_path):
-    _interrupt(tmp_path, "fashion-mnist", "minikf.workload.train_worker", 2, ["epochs=50"])
+    _interrupt(tmp_path, "fashion-mnist", "minikf.workload.train_worker", 2, ["epochs=50", "workers=2"])
 
 
 @pytest.mark.slow

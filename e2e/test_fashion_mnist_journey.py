@@ -19,8 +19,8 @@ def test_journey_passes_and_leaves_nothing(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     data = json.loads((out / "results.json").read_text())
     steps = {s["name"]: s for s in data["steps"]}
-    # learned, with margin for any CPU (30 seeds: 0.733-0.833; see scenarios/fashion-mnist.yaml)
-    assert steps["evaluate"]["metrics"]["accuracy"] >= 0.65
+    # learned, with margin for any CPU (24 seeds: 0.813-0.853; see scenarios/fashion-mnist.yaml)
+    assert steps["evaluate"]["metrics"]["accuracy"] >= 0.75
     assert len(steps["train"]["series"]["loss"]) == steps["train"]["metrics"]["epochs"]
     assert steps["predict"]["metrics"]["agreement"] == 1.0
     assert (out / "model" / "model.pt").exists()

@@ -375,7 +375,7 @@ def test_kill_cli_during_download_stops_the_warm_parents(run, slow_mirror):
 
 @pytest.mark.slow
 def test_kill_cli_during_training_stops_workers_and_warm_parents(run):
-    run.start(JOURNEY, "epochs=500")
+    run.start(JOURNEY, "epochs=500", "workers=2")
     run.wait_for(WORKER_RUNS, count=2)
     _kill_cli(run)
     _assert_cli_killed_then_cleaned(run, "train")
@@ -385,7 +385,7 @@ def test_kill_cli_during_training_stops_workers_and_warm_parents(run):
 def test_kill_cli_and_its_reaper_then_minikf_clean_finds_what_was_left(run):
     """As when a cgroup is OOM-killed whole: no reaper either. PDEATHSIG still stops the
     processes; `minikf clean` finds the rest through the live record."""
-    run.start(JOURNEY, "epochs=500")
+    run.start(JOURNEY, "epochs=500", "workers=2")
     run.wait_for(WORKER_RUNS, count=2)
     reaper, = [p for p in run.tree() if "minikf.engine.reaper" in _cmdline(p)]
     run.take_snapshot()
@@ -444,7 +444,7 @@ def test_kill_cli_during_a_tuning_trial(run, tmp_path):
 
 @pytest.mark.slow
 def test_kill_a_worker_fails_the_step_and_stops_the_other(run):
-    run.start(JOURNEY, "epochs=500")
+    run.start(JOURNEY, "epochs=500", "workers=2")
     workers = run.wait_for(WORKER_RUNS, count=2)
     run.take_snapshot()
     workers[-1].kill()
@@ -476,7 +476,7 @@ def test_kill_the_model_server_fails_predict(run, tmp_path):
 
 @pytest.mark.slow
 def test_kill_a_warm_parent_stops_what_it_forked(run):
-    run.start(JOURNEY, "epochs=500")
+    run.start(JOURNEY, "epochs=500", "workers=2")
     run.wait_for(WORKER_RUNS, count=2)
     parent, = [p for p in run.tree() if f"{WARM} {WORKER}" in _cmdline(p)]
     run.take_snapshot()
@@ -494,7 +494,7 @@ def test_kill_a_warm_parent_stops_what_it_forked(run):
 @pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_to_the_cli_stops_the_run(run, sig, code):
-    run.start(JOURNEY, "epochs=500")
+    run.start(JOURNEY, "epochs=500", "workers=2")
     run.wait_for(WORKER_RUNS, count=2)
     run.take_snapshot()
     run.proc.send_signal(sig)
@@ -525,7 +525,7 @@ def test_kill_cli_during_training_in_containers(run):
     except MinikfError as exc:
         pytest.skip(f"images not usable: {exc.message}")
     cli = engine.client()
-    run.start(JOURNEY, "epochs=500", platform="docker")
+    run.start(JOURNEY, "epochs=500", "workers=2", platform="docker")
     deadline, mine = time.monotonic() + 240, []
     while len(mine) < 2 and time.monotonic() < deadline and run.proc.poll() is None:
         mine = [c for c in cli.containers.list(filters={"label": "minikf.run"}, ignore_removed=True)

@@ -1,7 +1,10 @@
 """A bare PyTorch training loop (no DDP, no harness) used as the benchmark baseline.
 
-python -m minikf.bench.bare_loop --data DIR --epochs N --batch-size B --lr LR
+python -m minikf.bench.bare_loop --data DIR --epochs N --batch-size B --lr LR [--schedule S] [--augment]
 Prints one JSON line: {"images_per_s": ..., "images": ..., "seconds": ...}.
+
+The same work as one worker of the journey's job: the same model, recipe and images per step
+(minikf/workload/recipe.py), indexed straight out of the tensors, in a plain loop.
 """
 
 from __future__ import annotations
@@ -14,31 +17,37 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from minikf.workload.model import FashionCNN
+from minikf.workload.recipe import Augment, epoch_order, make_schedule, steps_per_epoch
 
 
-def run(data_dir: Path, epochs: int, batch_size: int, lr: float, seed: int = 0) -> dict:
+def run(data_dir: Path, epochs: int, batch_size: int, lr: float, seed: int = 0,
+        schedule: str = "constant", augment: bool = False) -> dict:
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     with np.load(Path(data_dir) / "train.npz") as npz:
-        dataset = TensorDataset(torch.from_numpy(npz["x"]), torch.from_numpy(npz["y"]))
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True)
+        x_all, y_all = torch.from_numpy(npz["x"]), torch.from_numpy(npz["y"])
     # The same device rule as train_worker: CUDA where visible (CUDA_VISIBLE_DEVICES="" hides it).
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = FashionCNN().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = make_schedule(schedule, optimizer, lr, epochs * steps_per_epoch(len(y_all), batch_size, 1))
+    aug = Augment(len(y_all), seed, enabled=augment)
     model.train()
     seen = 0
     started = time.monotonic()  # only the training loop is timed
-    for _ in range(epochs):
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
+    for epoch in range(1, epochs + 1):
+        order = epoch_order(len(y_all), epoch, seed, 0, 1)
+        aug.set_epoch(epoch)
+        for i in range(0, len(order), batch_size):
+            idx = order[i:i + batch_size]
+            x, y = aug(x_all[idx], idx).to(device), y_all[idx].to(device)
             optimizer.zero_grad()
             loss = nn.functional.cross_entropy(model(x), y)
             loss.backward()
             optimizer.step()
+            sched.step()
             seen += len(y)
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -52,8 +61,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.002)
+    parser.add_argument("--schedule", default="constant")
+    parser.add_argument("--augment", action="store_true")
     args = parser.parse_args(argv)
-    print(json.dumps(run(args.data, args.epochs, args.batch_size, args.lr)), flush=True)
+    print(json.dumps(run(args.data, args.epochs, args.batch_size, args.lr, schedule=args.schedule,
+                         augment=args.augment)), flush=True)
 
 
 if __name__ == "__main__":

@@ -26,17 +26,27 @@ the engine, rendezvous, checkpoints, the model server's start, cleanup). Beside 
 measures framework_startup_s: a fresh Python process importing torch and building an optimizer
 (which in torch 2.13 imports torch._dynamo), what a bare `python train.py` pays before its first
 step.
+
+The baseline: `minikf.bench.bare_journey`, the same work as one bare script (one torch import,
+the same data, recipe and epochs, evaluate, serve over loopback HTTP, predict), run right after
+each journey with as many PyTorch threads as the journey had workers (the same cores), for
+`rounds` rounds. ratio_to_bare = the journey's best wall / the script's best wall (a neighbour
+only ever slows a run down, so the best of each is the least disturbed), with each round's own
+ratio and the load average around it beside.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+
+SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "fashion-mnist.yaml"
 
 TIMEOUT_S = 1800
 ALL_WORKLOAD = {"download", "preprocess", "predict"}
@@ -142,7 +152,11 @@ def _run_journey(params: dict[str, str], results_dir: Path | None) -> dict:
                          "status": step["status"]})
     workload = sum(r["workload_s"] for r in rows)
     framework = sum(r["framework_s"] for r in rows)
-    return {"wall_s": wall, "run_duration_s": float(run["duration_s"]),
+    train = steps["train"]["metrics"]
+    return {"wall_s": wall, "workers": train.get("workers"),
+            "workers_reason": train.get("workers_reason"),
+            "accuracy": steps["evaluate"]["metrics"].get("accuracy"),
+            "run_duration_s": float(run["duration_s"]),
             "outside_steps_s": wall - sum(r["seconds"] for r in rows), "workload_s": workload,
             "overhead_s": wall - workload, "overhead_pct": (wall - workload) / wall * 100 if wall else 0.0,
             "framework_on_path_s": framework, "minikf_overhead_s": wall - workload - framework,
@@ -151,12 +165,65 @@ def _run_journey(params: dict[str, str], results_dir: Path | None) -> dict:
             "steps": rows}
 
 
+def scenario_params(params: dict[str, str]) -> dict:
+    """The journey's parameters as the run sees them: the scenario's defaults, then `params`
+    (YAML values, as `--param` reads them)."""
+    import yaml
+
+    from minikf.scenario import load_scenario
+
+    merged = {**load_scenario(SCENARIO).params}
+    merged.update({k: yaml.safe_load(v) for k, v in params.items()})
+    if isinstance(merged.get("mirrors"), str):
+        merged["mirrors"] = merged["mirrors"].replace("${scenario_dir}", str(SCENARIO.parent))
+    return merged
+
+
+def run_bare(params: dict, threads: int) -> dict:
+    """One `minikf.bench.bare_journey` in a fresh process with `threads` PyTorch threads: its
+    wall time from outside, and its own figures."""
+    if not params.get("sample", True):
+        raise RuntimeError("the bare-script baseline runs on the bundled sample only (sample=true)")
+    with tempfile.TemporaryDirectory(prefix="minikf-bench-bare-") as tmp:
+        argv = [sys.executable, "-m", "minikf.bench.bare_journey", "--mirrors", str(params["mirrors"]),
+                "--work", tmp, "--epochs", str(params["epochs"]),
+                "--batch-size", str(params["batch_size"]), "--lr", str(params["lr"]),
+                "--schedule", str(params.get("schedule", "constant"))]
+        if params.get("augment") in (True, "true", "True"):
+            argv.append("--augment")
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "CUDA_VISIBLE_DEVICES": ""}
+        started = time.monotonic()
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_S, check=False,
+                              env=env)
+        wall = time.monotonic() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"the bare script failed (rc {proc.returncode}):\n{proc.stderr[-2000:]}")
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"wall_s": wall, **figures}
+
+
+def _load() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return 0.0
+
+
 def bench_journey(params: dict[str, str] | None = None, results_dir: Path | None = None,
-                  scale_epochs: int | None = None) -> dict:
-    """The journey at its own size; with scale_epochs, again at that many epochs, so the
-    overhead splits into a fixed part and a part that grows with the epochs."""
+                  scale_epochs: int | None = None, rounds: int = 2) -> dict:
+    """The journey at its own size, each time followed by the bare script doing the same work,
+    `rounds` times; with scale_epochs, once more at that many epochs, so the overhead splits
+    into a fixed part and a part that grows with the epochs."""
     params = dict(params or {})
-    first = _run_journey(params, results_dir)
+    bare_params = scenario_params(params)
+    journeys, bares, loads = [], [], []
+    for i in range(max(rounds, 1)):
+        before = _load()
+        journeys.append(_run_journey(params, results_dir if i == 0 else None))
+        bares.append(run_bare(bare_params, threads=int(journeys[-1]["workers"] or 1)))
+        loads.append([round(before, 2), round(_load(), 2)])
+    first = min(journeys, key=lambda j: j["wall_s"])
+    bare = min(bares, key=lambda b: b["wall_s"])
     rows, wall, workload, overhead = (first[k] for k in ("steps", "wall_s", "workload_s", "overhead_s"))
     worst = sorted(rows, key=lambda r: r["overhead_s"], reverse=True)
     startup = framework_startup_s()
@@ -166,6 +233,17 @@ def bench_journey(params: dict[str, str] | None = None, results_dir: Path | None
         "platform": "local",
         "params": params,
         **{k: v for k, v in first.items() if k != "steps"},
+        "rounds": len(journeys),
+        "journey_wall_s_rounds": [j["wall_s"] for j in journeys],
+        "journey_workers_rounds": [j["workers"] for j in journeys],
+        "bare_wall_s_rounds": [b["wall_s"] for b in bares],
+        "bare_threads_rounds": [b["threads"] for b in bares],
+        "load_avg_rounds": loads,
+        "bare": bare,
+        "bare_wall_s": bare["wall_s"],
+        "ratio_to_bare": wall / bare["wall_s"],
+        "ratio_to_bare_rounds": [j["wall_s"] / b["wall_s"] for j, b in zip(journeys, bares, strict=True)],
+        "target_ratio_to_bare": 1.1,
         "target_overhead_pct": target,
         # At a fixed overhead, the workload a journey needs for the overhead to be the target share.
         "workload_s_for_target_pct": overhead * (100 - target) / target,

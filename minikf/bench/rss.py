@@ -43,6 +43,12 @@ def wait_with_peak_rss(proc: subprocess.Popen, timeout: float) -> tuple[int, flo
 
     Raises subprocess.TimeoutExpired like Popen.wait, leaving the child running for cleanup.
     """
+    code, rss, _ = wait_with_usage(proc, timeout)
+    return code, rss
+
+
+def wait_with_usage(proc: subprocess.Popen, timeout: float) -> tuple[int, float | None, float]:
+    """As wait_with_peak_rss, and the CPU seconds (user + system) the child used."""
     import time
 
     deadline = time.monotonic() + timeout
@@ -50,7 +56,7 @@ def wait_with_peak_rss(proc: subprocess.Popen, timeout: float) -> tuple[int, flo
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid == proc.pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
-            return proc.returncode, usage.ru_maxrss / 1024  # KiB on Linux
+            return proc.returncode, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
         if time.monotonic() > deadline:
             raise subprocess.TimeoutExpired(proc.args, timeout)
         time.sleep(0.05)

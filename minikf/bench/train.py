@@ -1,14 +1,26 @@
 """Training throughput: a bare PyTorch loop against the journey's own DDP worker.
 
-All figures come from one run on the same train.npz:
+All figures come from one run on the same train.npz, with the same recipe (batch, schedule,
+augmentation: by default the journey's, from scenarios/fashion-mnist.yaml):
 
 - baseline: `minikf.bench.bare_loop` in a subprocess (FashionCNN, Adam, one thread, no DDP),
   timing only the training loop;
 - harness: `minikf.workload.train_worker` with WORLD_SIZE=1 (gloo/nccl process group, DDP,
-  DistributedSampler), images_per_s read from its metrics.jsonl (mean over epochs);
-- baseline and harness alternate `rounds` times and the best of each counts (noisy neighbours
-  only slow runs down);
-- scaling: N train_worker processes together for each N in `workers`;
+  the recipe's order of images), images_per_s read from its metrics.jsonl (mean over epochs);
+- scaling: N train_worker processes together for each N in `workers` (the job's batch shared
+  out among them, as in the journey); efficiency N = images/s of N / (N x images/s of 1), for
+  1->2 and for 1->N at the largest N; beside it the CPU efficiency, from the CPU seconds each
+  worker reports per epoch: CPU per image of 1 worker / of N, i.e. what share of the N-worker
+  job's CPU went into the work one process does (the rest is the all-reduce, DDP's hooks, and
+  smaller steps' fixed costs). It does not move with a neighbour's load as wall time does;
+- every measurement alternates `rounds` times (baseline, then each N) and the best of each
+  counts (noisy neighbours only slow runs down);
+- auto: what `workers: auto` would choose on this host now, and why (minikf/platforms/cores.py);
+- profile_2: where 2 workers lose against twice one: the smaller step each rank takes (the bare
+  loop at half the batch against the whole), and the all-reduce each step pays (gloo, timed
+  alone between 2 processes at the model's gradient size and at 1,000 floats: its fixed part),
+  as a share of the 2-worker step; what is left is lock-step waiting, the two cores' shared
+  cache and clock, and the epochs' ends;
 - memory: each process's own peak RSS (ru_maxrss from os.wait4 on its pid), per worker;
 - on CUDA, also the standard synthetic ResNet-50 images/s (minikf.bench.resnet).
 
@@ -27,19 +39,20 @@ from pathlib import Path
 
 import torch
 
-from minikf.bench.rss import wait_with_peak_rss
+from minikf.bench.rss import wait_with_peak_rss, wait_with_usage
 from minikf.runtime.ports import free_port
 from minikf.runtime.processes import RunResources
-from minikf.workload.contract import WORKER_MODULE, worker_env
+from minikf.workload.contract import recipe_flags, worker_argv, worker_env
 
 TIMEOUT_S = 600
 
 
-def _baseline(data_dir: Path, epochs: int, batch_size: int, lr: float,
+def _baseline(data_dir: Path, epochs: int, batch_size: int, lr: float, recipe: dict,
               env: dict) -> tuple[float, float | None]:
     """The bare loop's images/s and its process's peak RSS (MiB)."""
     cmd = [sys.executable, "-m", "minikf.bench.bare_loop", "--data", str(data_dir),
-           "--epochs", str(epochs), "--batch-size", str(batch_size), "--lr", str(lr)]
+           "--epochs", str(epochs), "--batch-size", str(batch_size), "--lr", str(lr),
+           *recipe_flags(**recipe)]
     with tempfile.TemporaryDirectory(prefix="minikf-bench-") as tmp:
         out = Path(tmp) / "bare.log"
         resources = RunResources()
@@ -55,10 +68,10 @@ def _baseline(data_dir: Path, epochs: int, batch_size: int, lr: float,
     return float(json.loads(lines[-1])["images_per_s"]), rss
 
 
-def _harness(data_dir: Path, world: int, epochs: int, batch_size: int, lr: float,
-             env: dict) -> tuple[float, list[float | None]]:
-    """Run `world` train_worker processes together; rank 0's mean global images/s over epochs,
-    and each rank's peak RSS (MiB).
+def _harness(data_dir: Path, world: int, epochs: int, batch_size: int, lr: float, recipe: dict,
+             env: dict) -> dict:
+    """Run `world` train_worker processes together: rank 0's mean global images/s over epochs,
+    the job's CPU seconds per image over its epochs, and each rank's peak RSS (MiB).
 
     Workers are started and always stopped through the engine's Resources (process groups),
     with the same env contract as the train step.
@@ -66,69 +79,138 @@ def _harness(data_dir: Path, world: int, epochs: int, batch_size: int, lr: float
     with tempfile.TemporaryDirectory(prefix="minikf-bench-") as tmp:
         out = Path(tmp)
         port = free_port()
-        cmd = [sys.executable, "-m", WORKER_MODULE, "--data", str(data_dir),
-               "--out", str(out), "--epochs", str(epochs), "--batch-size", str(batch_size),
-               "--lr", str(lr)]
+        cmd = worker_argv(data_dir, out, epochs, batch_size, lr, **recipe)
         base_env = {k: v for k, v in env.items() if k != "MINIKF_TEST_KILL_RANK"}
         resources = RunResources()
         try:
             procs = [resources.spawn(cmd, out / f"rank-{rank}.log",
                                      env={**base_env, **worker_env(rank, world, port)})
                      for rank in range(world)]
-            waited = [wait_with_peak_rss(p, TIMEOUT_S) for p in procs]
+            waited = [wait_with_usage(p, TIMEOUT_S) for p in procs]
             codes, rss = [w[0] for w in waited], [w[1] for w in waited]
         finally:
             resources.cleanup()
         if any(codes):
             tail = (out / "rank-0.log").read_text()[-2000:]
             raise RuntimeError(f"train_worker x{world} failed (rcs {codes}):\n{tail}")
-        rates = [json.loads(line)["images_per_s"]
-                 for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
-        return sum(rates) / len(rates), rss
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()
+                if line.strip()]
+    rates = [row["images_per_s"] for row in rows]
+    images = sum(row["images_per_s"] * row["seconds"] for row in rows)  # each epoch's count
+    cpu = sum(w.get("cpu_s", 0.0) for row in rows for w in row["workers"])
+    return {"images_per_s": sum(rates) / len(rates), "rss": rss,
+            "cpu_ms_per_image": cpu / images * 1000 if images and cpu else None}
 
 
-def bench_train(data_dir: Path, workers: list[int], epochs: int = 1, batch_size: int = 64,
-                lr: float = 0.002, device: str = "cpu", resnet_steps: int = 30, rounds: int = 1) -> dict:
+def _allreduce(numel: int, env: dict) -> dict:
+    """Per call, wall and CPU ms of a gloo all-reduce between 2 processes (minikf.bench.allreduce)."""
+    with tempfile.TemporaryDirectory(prefix="minikf-bench-") as tmp:
+        out, port = Path(tmp), free_port()
+        cmd = [sys.executable, "-m", "minikf.bench.allreduce", "--numel", str(numel)]
+        resources = RunResources()
+        try:
+            procs = [resources.spawn(cmd, out / f"rank-{rank}.log", env={**env, **worker_env(rank, 2, port)})
+                     for rank in range(2)]
+            codes = [p.wait(TIMEOUT_S) for p in procs]
+        finally:
+            resources.cleanup()
+        text = (out / "rank-0.log").read_text()
+    if any(codes):
+        raise RuntimeError(f"the all-reduce benchmark failed (rcs {codes}):\n{text[-2000:]}")
+    return json.loads([line for line in text.splitlines() if line.startswith("{")][-1])
+
+
+def journey_recipe() -> dict:
+    """The journey's batch, rate and recipe (scenarios/fashion-mnist.yaml's defaults)."""
+    from minikf.bench.journey import scenario_params
+
+    params = scenario_params({})
+    return {"batch_size": int(params["batch_size"]), "lr": float(params["lr"]),
+            "schedule": str(params.get("schedule", "constant")),
+            "augment": params.get("augment") in (True, "true", "True")}
+
+
+def auto_plan(batch_size: int) -> dict:
+    """What `workers: auto` chooses on this host now (a fresh sample of others' CPU use)."""
+    from minikf.platforms.cores import CpuMeter, plan_workers
+
+    plan = plan_workers(None, CpuMeter().cores(), batch_size)
+    return {"workers": plan.workers, "reason": plan.reason, "free_cores": plan.free_cores}
+
+
+def bench_train(data_dir: Path, workers: list[int], epochs: int = 1, batch_size: int | None = None,
+                lr: float | None = None, device: str = "cpu", resnet_steps: int = 30, rounds: int = 1,
+                schedule: str | None = None, augment: bool | None = None) -> dict:
     """Measure baseline, harness (1 worker) and N-worker throughput; see the module docstring.
+    Unset batch_size, lr, schedule and augment are the journey's.
 
     device "cuda" where no GPU is present: the CPU part only, and a note saying so.
     """
     data_dir = Path(data_dir)
+    journey = journey_recipe()
+    batch_size = batch_size or journey["batch_size"]
+    lr = lr if lr is not None else journey["lr"]
+    recipe = {"schedule": schedule or journey["schedule"],
+              "augment": journey["augment"] if augment is None else augment}
     cuda = torch.cuda.is_available() and device != "cpu"
     # Every benchmarked process on the same device: CPU means the GPU is hidden from them.
     env = dict(os.environ) if cuda else {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    # Baseline and harness alternate, `rounds` times; the best of each counts: on a shared
-    # machine a neighbour's burst only ever slows a run down, so the best is the least disturbed.
-    bases, harnesses = [], []
+    plan = auto_plan(batch_size)
+    counts = sorted(set(workers) | {1})
+    # Every measurement alternates, `rounds` times; the best of each counts: on a shared machine
+    # a neighbour's burst only ever slows a run down, so the best is the least disturbed.
+    bases: list[tuple[float, float | None]] = []
+    halves: list[float] = []  # the bare loop at half the batch: a rank's step among 2
+    runs: dict[int, list[dict]] = {n: [] for n in counts}
+    loads = []
     for _ in range(max(rounds, 1)):
-        bases.append(_baseline(data_dir, epochs, batch_size, lr, env))
-        harnesses.append(_harness(data_dir, 1, epochs, batch_size, lr, env))
+        loads.append(round(os.getloadavg()[0], 2))
+        bases.append(_baseline(data_dir, epochs, batch_size, lr, recipe, env))
+        if 2 in counts and not cuda:
+            halves.append(_baseline(data_dir, epochs, max(1, batch_size // 2), lr, recipe, env)[0])
+        for n in counts:
+            runs[n].append(_harness(data_dir, n, epochs, batch_size, lr, recipe, env))
     baseline, baseline_rss = max(bases, key=lambda r: r[0])
-    harness, harness_rss = max(harnesses, key=lambda r: r[0])
-    # The 1-worker figure is the harness run itself; it is always part of the scaling.
-    runs = {n: (harness, harness_rss) if n == 1 else _harness(data_dir, n, epochs, batch_size, lr, env)
-            for n in sorted(set(workers) | {1})}
-    scaling = {str(n): rate for n, (rate, _) in runs.items()}
+    best = {n: max(rs, key=lambda r: r["images_per_s"]) for n, rs in runs.items()}
+    harness = best[1]["images_per_s"]
+    scaling = {str(n): r["images_per_s"] for n, r in best.items()}
+    cpu = {str(n): min((r["cpu_ms_per_image"] for r in rs if r["cpu_ms_per_image"]), default=None)
+           for n, rs in runs.items()}
     result: dict = {
         "device": "cuda" if cuda else "cpu",
         "gpu": torch.cuda.get_device_name(0) if cuda else None,
         "epochs": epochs,
         "batch_size": batch_size,
+        "batch_size_means": "the job's batch, shared out among its workers",
+        "lr": lr,
+        **recipe,
         "rounds": rounds,
+        "load_avg_rounds": loads,
         "baseline_images_per_s_rounds": [r[0] for r in bases],
-        "harness_images_per_s_rounds": [r[0] for r in harnesses],
+        "harness_images_per_s_rounds": [r["images_per_s"] for r in runs[1]],
+        "scaling_rounds": {str(n): [r["images_per_s"] for r in rs] for n, rs in runs.items()},
         "baseline_images_per_s": baseline,
         "harness_images_per_s": harness,
         "harness_overhead_pct": (1 - harness / baseline) * 100,
         "scaling": scaling,
         "scaling_metric": "global images/s as rank 0 reports it (all-reduced count / rank-0 epoch time)",
+        "scaling_efficiency": {str(n): scaling[str(n)] / (n * harness) for n in counts if n > 1},
+        "cpu_ms_per_image": cpu,
+        "cpu_efficiency": {str(n): cpu["1"] / cpu[str(n)] for n in counts
+                           if n > 1 and cpu["1"] and cpu[str(n)]},
+        "auto": plan,
         "baseline_peak_rss_mb": baseline_rss,
-        "harness_peak_rss_mb": harness_rss[0],
-        "worker_peak_rss_mb": {str(n): rss for n, (_, rss) in runs.items()},
+        "harness_peak_rss_mb": best[1]["rss"][0],
+        "worker_peak_rss_mb": {str(n): r["rss"] for n, r in best.items()},
         "resnet50": None,
     }
     if "2" in scaling:
-        result["scaling_efficiency_2"] = scaling["2"] / (2 * scaling["1"])
+        result["scaling_efficiency_2"] = result["scaling_efficiency"]["2"]
+        if halves:
+            result["profile_2"] = _profile_2(max(halves), baseline, scaling["2"], batch_size, env)
+    if counts[-1] > 1:
+        result["scaling_max_workers"] = counts[-1]
+        result["scaling_efficiency_n"] = result["scaling_efficiency"][str(counts[-1])]
     if cuda:
         from minikf.bench.resnet import synthetic_images_per_s
 
@@ -139,6 +221,23 @@ def bench_train(data_dir: Path, workers: list[int], epochs: int = 1, batch_size:
         gpu_here = torch.cuda.is_available()
         result["note"] = "CPU only (--device cpu)" if gpu_here else "no GPU present: CPU only"
     return result
+
+
+def _profile_2(half: float, whole: float, two: float, batch_size: int, env: dict) -> dict:
+    """Where 2 workers lose against twice one (see the module docstring)."""
+    from minikf.workload.model import FashionCNN
+
+    numel = sum(p.numel() for p in FashionCNN().parameters())
+    reduce = _allreduce(numel, env)
+    steps_per_s = two / batch_size  # each rank takes one step of batch/2 per job step
+    return {
+        "images_per_rank_step": max(1, batch_size // 2),
+        "bare_images_per_s_half_batch": half,
+        "smaller_step_cost_pct": (1 - half / whole) * 100,
+        "allreduce": reduce,
+        "allreduce_share_of_step_pct": reduce["model"]["wall_ms"] * steps_per_s / 10,
+        "allreduce_fixed_share_pct": reduce["small"]["wall_ms"] / reduce["model"]["wall_ms"] * 100,
+    }
 
 
 if __name__ == "__main__":

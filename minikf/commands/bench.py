@@ -62,9 +62,11 @@ def _finish(name: str, figures: dict, json_path: Path | None, save: bool, report
 
 @app.command("train")
 def bench_train_cmd(
-    workers: str = typer.Option("1,2", help="worker counts for the scaling figure"),
+    workers: str = typer.Option("1,2,N", help="worker counts for the scaling figure; N: the cores "
+                                              "this process may run on"),
     epochs: int = typer.Option(1, help="epochs per measurement"),
-    batch_size: int = typer.Option(64),
+    batch_size: int = typer.Option(0, help="the job's batch, shared out among its workers "
+                                           "(0: the journey's)"),
     device: str = typer.Option("auto", help="cpu | cuda | auto (cuda where present)"),
     resnet_steps: int = typer.Option(30, help="timed steps of the ResNet-50 figure (CUDA only)"),
     rounds: int = typer.Option(2, help="baseline and harness alternate this many times; best counts"),
@@ -76,6 +78,7 @@ def bench_train_cmd(
 ) -> None:
     """Images/s of the journey's training step vs a bare PyTorch loop, scaling, peak RSS."""
     _load_old(compare)
+    import os
     import tempfile
 
     import torch
@@ -86,10 +89,12 @@ def bench_train_cmd(
 
     if device not in ("cpu", "cuda", "auto"):
         raise MinikfError(f"--device: expected cpu, cuda or auto, got {device!r}", 2)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     try:
-        counts = [int(w) for w in workers.split(",") if w.strip()]
+        counts = sorted({cores if w.strip() == "N" else int(w) for w in workers.split(",") if w.strip()})
     except ValueError:
-        raise MinikfError(f"--workers: expected numbers like 1,2, got {workers!r}", 2) from None
+        raise MinikfError(f"--workers: expected numbers like 1,2 (N: {cores} cores), got {workers!r}",
+                          2) from None
     if rounds < 1:
         raise MinikfError("--rounds must be >= 1", 2)
     if not counts or min(counts) < 1:
@@ -101,8 +106,11 @@ def bench_train_cmd(
         raw, data = Path(tmp) / "raw", Path(tmp) / "data"
         fashion_data.download(raw, [str(sample)], dict(fashion_data.SAMPLE_FILES))
         fashion_data.preprocess(raw, data)
-        figures = bench_train(data, counts, epochs=epochs, batch_size=batch_size,
+        figures = bench_train(data, counts, epochs=epochs, batch_size=batch_size or None,
                               device=device, resnet_steps=resnet_steps, rounds=rounds)
+    typer.echo(f"batch {figures['batch_size']} per step of the job, {figures['schedule']} rate "
+               f"{figures['lr']:g}{', augmented' if figures['augment'] else ''}; load average "
+               f"{', '.join(f'{v:.1f}' for v in figures['load_avg_rounds'])} at the rounds' starts")
     if figures.get("note") and device != "cuda":
         typer.echo(figures["note"])
 
@@ -118,8 +126,20 @@ def bench_train_cmd(
         rss = ", ".join(mib(v) for v in figures["worker_peak_rss_mb"][n])
         typer.echo(f"{f'{n} worker(s)':30} {ips:>10.0f} {rss:>20}")
     typer.echo(f"harness overhead: {figures['harness_overhead_pct']:.1f}% of the baseline (target <= 5%)")
-    if "scaling_efficiency_2" in figures:
-        typer.echo(f"scaling 1->2 workers: {figures['scaling_efficiency_2']:.2f} efficiency")
+    for n, eff in figures["scaling_efficiency"].items():
+        cpu = figures["cpu_efficiency"].get(n)
+        cpu_text = f", CPU efficiency {cpu:.2f} (CPU per image of 1 worker / of {n})" if cpu else ""
+        typer.echo(f"scaling 1->{n} workers: {eff:.2f} efficiency{cpu_text}")
+    if figures.get("profile_2"):
+        prof, lost = figures["profile_2"], (1 - figures["scaling_efficiency_2"]) * 100
+        ar = prof["allreduce"]["model"]
+        typer.echo(f"where 1->2 loses {lost:.0f}%: each rank's step is {prof['images_per_rank_step']} "
+                   f"images, {prof['smaller_step_cost_pct']:.0f}% slower per image than the whole batch "
+                   f"(bare loop); the all-reduce is {ar['wall_ms']:.2f} ms a step ({ar['cpu_ms']:.2f} ms "
+                   f"CPU; {prof['allreduce_fixed_share_pct']:.0f}% of it fixed per call), "
+                   f"{prof['allreduce_share_of_step_pct']:.0f}% of the 2-worker step; the rest is "
+                   "lock-step waiting, the cores' shared cache and clock, epoch ends")
+    typer.echo(f"workers: auto here now: {figures['auto']['reason']}")
     if figures.get("resnet50"):
         r = figures["resnet50"]
         typer.echo(f"ResNet-50 synthetic on {r['gpu']}: {r['images_per_s']:.0f} images/s "
@@ -191,6 +211,8 @@ def bench_journey_cmd(
     results: Path | None = typer.Option(None, help="keep the journey's own results here"),
     scale_epochs: int = typer.Option(0, help="run it again at this many epochs: how the overhead's "
                                              "share falls as the compute grows (0 = not)"),
+    rounds: int = typer.Option(2, help="the journey and the bare script alternate this many times; "
+                                       "the best of each counts"),
     json_path: Path | None = JSON_OPT,
     save: bool = SAVE_OPT,
     report: Path | None = REPORT_OPT,
@@ -210,9 +232,12 @@ def bench_journey_cmd(
         params[key] = value
     if scale_epochs < 0:
         raise MinikfError("--scale-epochs must be >= 0", 2)
-    typer.echo("running `minikf run fashion-mnist` in a fresh process ...")
+    if rounds < 1:
+        raise MinikfError("--rounds must be >= 1", 2)
+    typer.echo(f"{rounds} round(s): `minikf run fashion-mnist` in a fresh process, then the same work "
+               "as one bare script ...")
     try:
-        figures = bench_journey(params, results, scale_epochs or None)
+        figures = bench_journey(params, results, scale_epochs or None, rounds)
     except RuntimeError as exc:
         raise MinikfError(" ".join(str(exc).split())[:400], 1) from None
     typer.echo(f"{'step':12} {'seconds':>8} {'workload':>9} {'overhead':>9}")
@@ -221,6 +246,20 @@ def bench_journey_cmd(
                    f"{row['overhead_s']:>9.2f}")
     typer.echo(f"{'outside steps':12} {figures['outside_steps_s']:>8.2f} {0:>9.2f} "
                f"{figures['outside_steps_s']:>9.2f}")
+    bare = figures["bare"]
+    typer.echo(f"bare script, same work in one process ({bare['threads']} PyTorch thread(s)): wall "
+               f"{bare['wall_s']:.1f}s = import torch {bare['import_s']:.1f}s + data {bare['data_s']:.1f}s "
+               f"+ train {bare['train_s']:.1f}s + evaluate, serve, predict "
+               f"{bare['evaluate_s'] + bare['serve_s'] + bare['predict_s']:.1f}s; accuracy "
+               f"{bare['accuracy']:.3f} (journey {figures['accuracy']:.3f})")
+    met = "met" if figures["ratio_to_bare"] <= figures["target_ratio_to_bare"] else "not met"
+    rounds_text = ", ".join(f"{j:.1f}/{b:.1f}s" for j, b in zip(figures["journey_wall_s_rounds"],
+                                                                  figures["bare_wall_s_rounds"], strict=True))
+    loads = ", ".join(f"{a:.1f}-{b:.1f}" for a, b in figures["load_avg_rounds"])
+    typer.echo(f"journey / bare script: {figures['ratio_to_bare']:.2f}x (best of {figures['rounds']} "
+               f"each; target <= {figures['target_ratio_to_bare']:g}: {met}); rounds journey/bare "
+               f"{rounds_text}; load average {loads}")
+    typer.echo(f"the journey's training: {figures['workers']} worker(s): {figures['workers_reason']}")
     typer.echo(f"wall {figures['wall_s']:.1f}s = workload {figures['workload_s']:.1f}s + platform overhead "
                f"{figures['overhead_s']:.1f}s ({figures['overhead_pct']:.0f}% of the wall, target <= 20%); "
                f"largest: {', '.join(figures['largest_overheads'])}")

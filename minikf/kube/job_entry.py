@@ -26,6 +26,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.002)
+    parser.add_argument("--schedule", default="constant", help="train_worker's --schedule")
+    parser.add_argument("--augment", action="store_true", help="train_worker's --augment")
     parser.add_argument("--work", type=Path, default=None, help="scratch directory (default: a temp dir)")
     return parser.parse_args(argv)
 
@@ -55,6 +57,7 @@ def rank0_listens_on_own_ip(env: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     from minikf.kube.objects import pack_dir
     from minikf.workload import fashion_data, train_worker
+    from minikf.workload.contract import recipe_flags
 
     args = parse_args(argv)
     os.environ.update(contract_from_trainer_env(dict(os.environ)))
@@ -65,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     fashion_data.download(raw, args.mirrors.split(","), dict(checksums))
     fashion_data.preprocess(raw, data)
     train_worker.main(["--data", str(data), "--out", str(out), "--epochs", str(args.epochs),
-                       "--batch-size", str(args.batch_size), "--lr", str(args.lr)])
+                       "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+                       *recipe_flags(args.schedule, args.augment)])
     if os.environ.get("RANK", "0") == "0":
         handback = work / "handback"
         (handback / "model").mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,9 @@ The hooks, in the order a journey meets them:
 - `limited(limits)`: this platform with every workload held to a user's limits by the platform
   itself (docker: cgroups, the user's own dir mounted), or None where it cannot (a profile then
   wraps each process in rlimits);
+- `plan_workers(request)`: how many workers a training job with `request.workers` (None:
+  `auto`) runs, and why; by default sized from this host's free cores (cores.py), within
+  `cpu_quota()` (a user's quota where the platform holds one);
 - `run_training(request, resources, status)`: one job of N workers that leaves model/ and
   metrics.jsonl in `request.out`; by default N `launch`ed worker processes (jobs.py);
 - `serve_model(request, resources, status)`: a served model's local URL; by default the model
@@ -32,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from minikf.runtime.errors import StepFailed
 from minikf.runtime.processes import ProcessHandle, RunResources
@@ -46,9 +50,11 @@ class TrainRequest:
     (`mirrors`, `sample`), and where model/ and metrics.jsonl must end up (`out`)."""
 
     name: str
-    workers: int
+    workers: int | None
+    """How many workers: a count, or None (`auto`) until `Platform.plan_workers` has chosen."""
     epochs: int
     batch_size: int
+    """The job's batch: each step's images over all workers (each takes its share)."""
     lr: float
     data_dir: Path
     out: Path
@@ -57,6 +63,10 @@ class TrainRequest:
     mirrors: list[str] = field(default_factory=list)
     sample: bool = False
     export_onnx: bool = True
+    schedule: str = "constant"
+    """The learning rate's course: constant, or onecycle (minikf/workload/recipe.py)."""
+    augment: bool = False
+    """Random flips and shifts of the training images (recipe.py)."""
 
 
 @dataclass
@@ -97,6 +107,10 @@ class Command:
     paths: list[Path] = field(default_factory=list)
 
 
+if TYPE_CHECKING:
+    from minikf.platforms.cores import CpuMeter, WorkerPlan
+
+
 def no_status(text: str) -> None:
     """The default status hook: nothing shown."""
 
@@ -117,6 +131,28 @@ class Platform:
 
     def prewarm(self, module: str, resources: RunResources, scratch: Path) -> None:
         """Import `module` ahead where this platform can; by default nothing."""
+
+    def cpu_meter(self) -> CpuMeter:
+        """What samples this host's CPU use by others between a run's start (`mark()`, where the
+        platform calls it) and a training job's plan; one per platform object."""
+        from minikf.platforms.cores import CpuMeter
+
+        meter = self.__dict__.get("_cpu_meter")
+        if meter is None:
+            meter = self.__dict__["_cpu_meter"] = CpuMeter()
+        return meter
+
+    def cpu_quota(self) -> float | None:
+        """The cores a user's workloads may use here, where a quota holds them; by default none."""
+        return None
+
+    def plan_workers(self, request: TrainRequest) -> WorkerPlan:
+        """How many workers `request` runs and why: by default on this host, an exact count as
+        asked, `auto` (None) as many as its free cores allow (cores.py)."""
+        from minikf.platforms.cores import plan_workers
+
+        cores = self.cpu_meter().cores(self.cpu_quota())
+        return plan_workers(request.workers, cores, request.batch_size)
 
     def launch(self, argv: list[str], env: dict[str, str], log_path: Path,
                resources: RunResources) -> ProcessHandle:

@@ -216,6 +216,15 @@ class DockerPlatform(Platform):
             client.close()
         return [f"removed {line}" for line in found] + problems  # problems: "could not ..."
 
+    def prewarm(self, module: str, resources: RunResources, scratch: Path) -> None:
+        """Nothing is imported ahead (containers start cold); the run starts, so the window over
+        which other processes' CPU use is sampled for sizing a training job starts too."""
+        self.cpu_meter().mark()
+
+    def cpu_quota(self) -> float | None:
+        """A user's containers get --cpus of their quota: their job fits in it."""
+        return float(self.limits.cpus) if self.limits is not None else None
+
     def limited(self, limits: UserLimits) -> DockerPlatform:
         """This platform for one user: their containers get `--cpus`, `--memory` (no swap beyond
         it) and, of a run's dir, only the user's own dir mounted."""

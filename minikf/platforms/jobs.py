@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from minikf.platforms.base import Platform, TrainRequest
@@ -49,7 +50,8 @@ def worker_log(request: TrainRequest, rank: int) -> Path:
 def launch_workers(platform: Platform, request: TrainRequest,
                    resources: RunResources) -> list[tuple[int, Path, ProcessHandle]]:
     argv = worker_argv(request.data_dir, request.out, request.epochs, request.batch_size,
-                       request.lr, export_onnx=request.export_onnx)
+                       request.lr, export_onnx=request.export_onnx, schedule=request.schedule,
+                       augment=request.augment)
     port = free_port()
     resources.note_port(port)
     procs = []
@@ -109,5 +111,7 @@ def watch_workers(procs: list[tuple[int, Path, ProcessHandle]]) -> None:
 
 
 def run_process_job(platform: Platform, request: TrainRequest, resources: RunResources) -> None:
+    if request.workers is None:  # `auto` from a caller that did not plan
+        request = replace(request, workers=platform.plan_workers(request).workers)
     request.out.mkdir(parents=True, exist_ok=True)
     watch_workers(launch_workers(platform, request, resources))

@@ -37,7 +37,9 @@ class LocalPlatform(Platform):
         }
 
     def prewarm(self, module: str, resources: RunResources, scratch: Path) -> None:
-        """Start an interpreter that imports `module` now; launches of `module` fork from it."""
+        """Start an interpreter that imports `module` now; launches of `module` fork from it.
+        The run starts: the window over which other processes' CPU use is sampled starts too."""
+        self.cpu_meter().mark()
         if not self.warm_start:
             return
         with self._lock:

@@ -54,6 +54,10 @@ class ProfilePlatform(Platform):
     def prewarm(self, module: str, resources: RunResources, scratch: Path) -> None:
         """Nothing: a warm parent would run outside the profile's quota."""
 
+    def cpu_quota(self) -> float | None:
+        """The profile's CPU quota: a training job is sized within it."""
+        return float(self.profile.quota.cpus)
+
     def quota_argv(self, argv: list[str]) -> list[str]:
         """argv under the profile's quota (unchanged where the platform holds it)."""
         return argv if self.held else limited_argv(self.profile, argv)
@@ -85,7 +89,7 @@ def run_as(profile: Profile, scenario, platform: Platform, run_scenario: Callabl
 
     `outer`: the resources of a run this one is a step of, so stopping it stops this one."""
     merged = {**scenario.params, **(params or {})}
-    if "workers" in merged:
+    if str(merged.get("workers", "auto")) != "auto":  # auto is sized within the quota
         check_workers(profile, int(merged["workers"]))
     run_dir_name = uuid.uuid4().hex[:12]
     with run_slot(profile, run_dir_name):

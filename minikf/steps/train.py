@@ -1,19 +1,23 @@
 """Distributed training the PyTorchJob way: one job of N workers, one rendezvous, rank 0 records.
 
-The platform runs the job (`Platform.run_training`: worker processes here or in containers, a
-PyTorchJob or Indexed Job on a cluster); this step says what to train and reads back what rank 0
-wrote: metrics.jsonl (one line per epoch), checkpoints, model/.
+The platform sizes the job (`Platform.plan_workers`: `workers: auto` as many as the cores free
+for it allow, a number exactly that many) and runs it (`Platform.run_training`: worker
+processes here or in containers, a PyTorchJob or Indexed Job on a cluster); this step says what
+to train, records how many workers ran and why, and reads back what rank 0 wrote:
+metrics.jsonl (one line per epoch), checkpoints, model/. `batch_size` is the job's batch, shared
+out among the workers, so the same arguments train the same model whatever the count.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from minikf.platforms.base import TrainRequest
 from minikf.runtime.errors import StepFailed
 from minikf.steps.base import StepContext, StepKind, StepOutcome
-from minikf.workload.contract import WORKER_MODULE
+from minikf.workload.contract import SCHEDULES, WORKER_MODULE
 
 
 def _read_metrics(path: Path) -> list[dict]:
@@ -30,14 +34,33 @@ def _mirrors(ctx: StepContext) -> list[str]:
     return mirrors
 
 
+def requested_workers(ctx: StepContext) -> int | None:
+    """`workers`: a count of at least 1, or `auto` (None), the default."""
+    value = ctx.arg("workers", "auto", (int, str))
+    if value == "auto":
+        return None
+    try:
+        workers = int(value)
+    except ValueError:
+        workers = 0
+    if workers < 1 or isinstance(value, bool):
+        raise StepFailed(f"step {ctx.name}: workers must be a number >= 1 or auto, got {value!r}")
+    return workers
+
+
 def train_request(ctx: StepContext) -> TrainRequest:
     sample = ctx.arg("sample", ctx.params.get("sample", False), (bool, str))
+    schedule = ctx.arg("schedule", "constant", str)
+    if schedule not in SCHEDULES:
+        raise StepFailed(f"step {ctx.name}: schedule must be one of {', '.join(SCHEDULES)}, "
+                         f"got {schedule!r}")
     return TrainRequest(
-        name=ctx.unique_name(), workers=ctx.arg("workers", 2, int), epochs=ctx.arg("epochs", 3, int),
+        name=ctx.unique_name(), workers=requested_workers(ctx), epochs=ctx.arg("epochs", 3, int),
         batch_size=ctx.arg("batch_size", 64, int), lr=float(ctx.arg("lr", 0.002, (int, float))),
         data_dir=Path(ctx.arg("data_dir", kind=str)), out=ctx.workdir / "train",
         log_path=ctx.log_path, timeout_s=ctx.timeout, mirrors=_mirrors(ctx),
-        sample=sample not in (False, "false", "False"),
+        sample=sample not in (False, "false", "False"), schedule=schedule,
+        augment=ctx.arg("augment", False, (bool, str)) not in (False, "false", "False"),
     )
 
 
@@ -61,6 +84,11 @@ def _worker(row: dict, rank: int) -> dict:
 
 def run(ctx: StepContext) -> StepOutcome:
     request = train_request(ctx)
+    plan = ctx.platform.plan_workers(request)
+    request = replace(request, workers=plan.workers)
+    ctx.status(plan.reason)
+    with ctx.open_log() as log:
+        log.write(f"minikf: {plan.reason}\n")
     request.out.mkdir(parents=True, exist_ok=True)
     ctx.platform.run_training(request, ctx.resources, status=ctx.status)
     out = request.out
@@ -69,14 +97,14 @@ def run(ctx: StepContext) -> StepOutcome:
         raise StepFailed(f"expected {request.epochs} epochs in metrics.jsonl, found {len(rows)}")
     last = rows[-1]
     metrics = {"loss": last["loss"], "train_accuracy": last["accuracy"], "epochs": len(rows),
-               "workers": request.workers, "images_per_s": round(last["images_per_s"], 1),
+               **plan.metrics(), "images_per_s": round(last["images_per_s"], 1),
                "checkpoints": len(list((out / "checkpoints").glob("epoch-*.pt")))}
     series = epoch_series(rows)
     outputs = {"model_dir": str(out / "model"), "train_dir": str(out)}
     return StepOutcome(metrics=metrics, outputs=outputs, series=series)
 
 
-OUTPUTS = ("loss", "train_accuracy", "epochs", "workers", "images_per_s", "checkpoints",
-           "model_dir", "train_dir")
+OUTPUTS = ("loss", "train_accuracy", "epochs", "workers", "workers_requested", "workers_reason",
+           "free_cores", "images_per_s", "checkpoints", "model_dir", "train_dir")
 
 KIND = StepKind("train", run, warm_modules=(WORKER_MODULE,), outputs=OUTPUTS)

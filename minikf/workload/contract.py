@@ -19,6 +19,8 @@ PEER_ECHO_CODES = frozenset({EXIT_PEER_TIMEOUT, EXIT_PEER_LOST})
 
 # What every launcher runs, `python -m WORKER_MODULE`; warm starts key on the same name.
 WORKER_MODULE = "minikf.workload.train_worker"
+# The worker's --schedule values (minikf/workload/recipe.py).
+SCHEDULES = ("constant", "onecycle")
 # The model server, `python -m SERVER_MODULE --model-dir DIR --port N` (token in the env).
 SERVER_MODULE = "minikf.workload.server"
 
@@ -30,12 +32,20 @@ def worker_env(rank: int, world_size: int, master_port: int,
 
 
 def worker_argv(data_dir: Path | str, out: Path | str, epochs: int, batch_size: int, lr: float,
-                export_onnx: bool = False) -> list[str]:
+                export_onnx: bool = False, schedule: str = "constant",
+                augment: bool = False) -> list[str]:
     """`python -m WORKER_MODULE ...` for one worker of a job; with `export_onnx` rank 0 also
-    writes model.onnx, so evaluate and serve run without importing torch."""
+    writes model.onnx, so evaluate and serve run without importing torch. `schedule` and
+    `augment`: the recipe (minikf/workload/recipe.py)."""
     argv = [sys.executable, "-m", WORKER_MODULE, "--data", str(data_dir), "--out", str(out),
             "--epochs", str(epochs), "--batch-size", str(batch_size), "--lr", repr(float(lr))]
-    return [*argv, "--export-onnx"] if export_onnx else argv
+    return [*argv, *recipe_flags(schedule, augment), *(["--export-onnx"] if export_onnx else [])]
+
+
+def recipe_flags(schedule: str = "constant", augment: bool = False) -> list[str]:
+    """The worker's flags for a recipe other than its defaults (a constant rate, no augmentation)."""
+    flags = [] if schedule == "constant" else ["--schedule", schedule]
+    return [*flags, "--augment"] if augment else flags
 
 
 def server_argv(model_dir: Path | str, port: int) -> list[str]:

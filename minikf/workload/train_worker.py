@@ -24,8 +24,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import socket
 import sys
+import threading
 import time
 import traceback
 from datetime import timedelta
@@ -36,10 +38,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from minikf.workload.contract import EXIT_PEER_LOST, EXIT_PEER_TIMEOUT
+from minikf.workload.contract import EXIT_PEER_LOST, EXIT_PEER_TIMEOUT, SCHEDULES
 from minikf.workload.model import FashionCNN, save_model
+from minikf.workload.recipe import Augment, epoch_order, make_schedule, rank_batch, steps_per_epoch
 
 
 def _seconds(name: str, default: float) -> float:
@@ -69,7 +71,9 @@ class Progress:
 
     def __call__(self, doing: str) -> None:
         self.doing = doing
-        print(f"minikf: rank {self.rank}: {doing}", file=sys.stderr, flush=True)
+        # One write per line: rank 0's epoch lines come from another thread into the same log.
+        sys.stderr.write(f"minikf: rank {self.rank}: {doing}\n")
+        sys.stderr.flush()
 
 
 progress = Progress()
@@ -84,9 +88,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=0.002)
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="the job's batch, shared out among the workers")
+    parser.add_argument("--lr", type=float, default=0.002,
+                        help="the learning rate (with --schedule onecycle, its peak)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--schedule", choices=SCHEDULES, default="constant",
+                        help="the learning rate's course: constant, or onecycle (minikf/workload/recipe.py)")
+    parser.add_argument("--augment", action="store_true",
+                        help="random flips and shifts of the training images (recipe.py)")
     parser.add_argument("--export-onnx", action="store_true",
                         help="rank 0 also writes model.onnx (checked against the model) beside model.pt")
     return parser.parse_args(argv)
@@ -128,27 +138,34 @@ def init_distributed() -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
-def load_train(data_dir: Path) -> TensorDataset:
+def load_train(data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
     with np.load(data_dir / "train.npz") as npz:
-        return TensorDataset(torch.from_numpy(npz["x"]), torch.from_numpy(npz["y"]))
+        return torch.from_numpy(npz["x"]), torch.from_numpy(npz["y"])
 
 
-def train_epoch(model, loader, optimizer, device) -> list[list[float]]:
-    """One pass; every worker's [loss sum, correct, seen, seconds], gathered on each rank (the
-    job's figures are their sums; rank 0 also records each worker's own)."""
+def train_epoch(model, x_all, y_all, order, per_rank, augment, optimizer, schedule,
+                device) -> list[list[float]]:
+    """One pass over this rank's `order` in batches of `per_rank` (augmented, indexed straight
+    out of the tensors: no per-image Dataset calls); every worker's [loss sum, correct, seen,
+    seconds, CPU seconds (all its threads)], gathered on each rank (the job's figures are their
+    sums; rank 0 also records each worker's own)."""
     model.train()
-    started = time.monotonic()
-    totals = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, correct, seen, s
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        optimizer.zero_grad()
+    started, cpu = time.monotonic(), time.process_time()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    for i in range(0, len(order), per_rank):
+        idx = order[i:i + per_rank]
+        x, y = augment(x_all[idx], idx).to(device), y_all[idx].to(device)
+        optimizer.zero_grad(set_to_none=True)
         logits = model(x)
         loss = nn.functional.cross_entropy(logits, y)
         loss.backward()
         optimizer.step()
-        totals += torch.tensor([loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y),
-                                0.0], dtype=torch.float64, device=device)
-    totals[3] = time.monotonic() - started
+        schedule.step()
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.detach().argmax(1) == y).sum()
+    totals = torch.tensor([loss_sum.item(), correct.item(), len(order), time.monotonic() - started,
+                           time.process_time() - cpu], dtype=torch.float64, device=device)
     gathered = [torch.zeros_like(totals) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, totals)
     return [g.tolist() for g in gathered]
@@ -156,21 +173,60 @@ def train_epoch(model, loader, optimizer, device) -> list[list[float]]:
 
 def epoch_line(epoch: int, workers: list[list[float]], seconds: float) -> dict:
     """metrics.jsonl's line: the job's loss, accuracy and images/s over the epoch's wall time,
-    and each worker's own (its shard's loss and accuracy, its images/s over its own time)."""
+    and each worker's own (its shard's loss and accuracy, its images/s over its own time, the
+    CPU seconds it used: what `minikf bench train` compares across worker counts)."""
     loss_sum, correct, seen = (sum(w[i] for w in workers) for i in range(3))
     return {"epoch": epoch, "loss": loss_sum / seen, "accuracy": correct / seen,
             "images_per_s": seen / seconds, "seconds": seconds,
             "workers": [{"rank": rank, "loss": w[0] / w[2], "accuracy": w[1] / w[2],
-                         "images_per_s": w[2] / w[3] if w[3] else 0.0, "seconds": w[3]}
+                         "images_per_s": w[2] / w[3] if w[3] else 0.0, "seconds": w[3],
+                         "cpu_s": w[4]}
                         for rank, w in enumerate(workers)]}
 
 
-def record_epoch(out: Path, model, line: dict) -> None:
-    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-    torch.save(model.module.state_dict(), out / "checkpoints" / f"epoch-{line['epoch']}.pt")
-    with open(out / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(line) + "\n")
-    print(json.dumps(line), flush=True)
+class EpochWriter:
+    """Rank 0's record of each epoch (a checkpoint, a metrics.jsonl line, a stdout line), written
+    by a thread of its own: the other ranks would otherwise wait at the next step's all-reduce
+    while rank 0 writes. The weights are copied first, so training may go on meanwhile."""
+
+    def __init__(self, out: Path, enabled: bool) -> None:
+        self.out, self.enabled = out, enabled
+        self._queue: queue.Queue = queue.Queue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="epoch-writer", daemon=True)
+        if enabled:
+            (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+            self._thread.start()
+
+    def write(self, net: nn.Module, line: dict) -> None:
+        if not self.enabled:
+            return
+        if self._error is not None:
+            raise self._error
+        state = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
+        self._queue.put((state, line))
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            state, line = item
+            try:
+                torch.save(state, self.out / "checkpoints" / f"epoch-{line['epoch']}.pt")
+                with open(self.out / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(line) + "\n")
+                sys.stdout.write(json.dumps(line) + "\n")  # one write: progress lines interleave
+                sys.stdout.flush()
+            except BaseException as exc:  # raised in the training thread at the next write
+                self._error = exc
+                return
+
+    def close(self) -> None:
+        """Every epoch written (or the writer's error raised here)."""
+        if not self.enabled:
+            return
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def warm_up() -> None:
@@ -220,6 +276,19 @@ def finish_job(rank: int, world: int, timeout_s: float) -> None:
     progress("every rank is done")
 
 
+def data_parallel(net: nn.Module, world: int, device: torch.device) -> nn.Module:
+    """`net` wrapped in DDP, whose all-reduce each step averages the ranks' gradients; one rank
+    alone trains `net` itself: the same model, without DDP's hooks, bucket copy and one-rank
+    all-reduce on every step."""
+    if world == 1:
+        return net
+    ids = [device.index] if device.type == "cuda" else None
+    # The gradients are the all-reduce's buckets themselves (no copy into them each step).
+    model = DistributedDataParallel(net, device_ids=ids, gradient_as_bucket_view=True)
+    _held.append(model)
+    return model
+
+
 def main(argv: list[str] | None = None) -> None:
     warm_up()  # (done already when started warm)
     # The framework is loaded: what follows is this worker's own set-up. `minikf bench journey`
@@ -231,26 +300,30 @@ def main(argv: list[str] | None = None) -> None:
     rank, world, device = init_distributed()
     progress(f"joined the process group ({world} ranks; a collective waits up to "
              f"{collective_timeout_s():g} s for the others)")
-    dataset = load_train(args.data)
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, seed=args.seed)
-    loader = DataLoader(dataset, batch_size=args.batch_size, sampler=sampler)
-    ids = [device.index] if device.type == "cuda" else None
-    model = DistributedDataParallel(FashionCNN().to(device), device_ids=ids)
-    _held.append(model)
+    x_all, y_all = load_train(args.data)
+    per_rank = rank_batch(args.batch_size, world)
+    augment = Augment(len(y_all), args.seed, enabled=args.augment)
+    net = FashionCNN().to(device)
+    model = data_parallel(net, world, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    schedule = make_schedule(args.schedule, optimizer, args.lr,
+                             args.epochs * steps_per_epoch(len(y_all), args.batch_size, world))
+    writer = EpochWriter(args.out, enabled=rank == 0)
     for epoch in range(1, args.epochs + 1):
         _test_stall(rank, f"epoch-{epoch}")
+        order = epoch_order(len(y_all), epoch, args.seed, rank, world)
         progress(f"epoch {epoch}/{args.epochs} (an all-reduce with the other ranks every step)")
-        sampler.set_epoch(epoch)
+        augment.set_epoch(epoch)
         started = time.monotonic()
-        workers = train_epoch(model, loader, optimizer, device)
-        if rank == 0:
-            record_epoch(args.out, model, epoch_line(epoch, workers, time.monotonic() - started))
+        workers = train_epoch(model, x_all, y_all, order, per_rank, augment, optimizer, schedule,
+                              device)
+        writer.write(net, epoch_line(epoch, workers, time.monotonic() - started))
+    writer.close()
     if rank == 0:
         progress("saving the model")
-        save_model(model.module.cpu(), args.out / "model")
+        save_model(net.cpu(), args.out / "model")
         if args.export_onnx:
-            export_for_serving(model.module, args.out / "model")
+            export_for_serving(net, args.out / "model")
         progress("saved the model")
     _test_stall(rank, "end")
     finish_job(rank, world, end_timeout_s())

@@ -1,5 +1,5 @@
 """bench journey: the real Fashion-MNIST journey in a fresh CLI process, twice (15 and 16
-epochs, about 50 s here)."""
+epochs), and the same work as one bare script beside it (about 70 s here)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def test_bench_journey_splits_wall_time_and_adds_a_report_section(tmp_path):
     results, out = tmp_path / "run", tmp_path / "journey.json"
     outcome = CliRunner().invoke(app, ["bench", "journey", "--results", str(results),
                                        "--report", str(results), "--json", str(out),
-                                       "--scale-epochs", "16"])
+                                       "--scale-epochs", "16", "--rounds", "1"])
     assert outcome.exit_code == 0, outcome.output
 
     figures = json.loads(out.read_text())
@@ -51,10 +51,28 @@ def test_bench_journey_splits_wall_time_and_adds_a_report_section(tmp_path):
     page = (results / "report.html").read_text()
     assert "fashion-mnist" in page and "Benchmark: journey" in page
     assert "platform overhead" in outcome.output and "minikf's own overhead" in outcome.output
+    # the bare script beside it: the same work in one process, as many threads as workers
+    bare = figures["bare"]
+    assert bare["wall_s"] == figures["bare_wall_s"] == figures["bare_wall_s_rounds"][0]
+    assert bare["threads"] == figures["workers"] and bare["agreement"] == 1.0
+    for key in ("import_s", "data_s", "train_s", "evaluate_s", "serve_s", "predict_s"):
+        assert 0 <= bare[key] < bare["wall_s"], key
+    assert figures["ratio_to_bare"] == pytest.approx(figures["wall_s"] / bare["wall_s"])
+    assert figures["ratio_to_bare_rounds"] == [figures["ratio_to_bare"]]
+    assert "journey / bare script:" in outcome.output
+    # the same recipe and seed, one process or a job of any size: about the same model
+    assert abs(bare["accuracy"] - figures["accuracy"]) <= 0.05
+    assert figures["workers"] in (1, 2) and "(auto)" in figures["workers_reason"]
     # the workers and the model server were forked from interpreters warmed when the run started
     from minikf.platforms.warm import WARM_NOTE
-    for log in ("train-worker-0.log", "train-worker-1.log", "serve.log"):
+    logs = [f"train-worker-{rank}.log" for rank in range(figures["workers"])]
+    for log in (*logs, "serve.log"):
         assert WARM_NOTE in (results / "logs" / log).read_text(), log
+
+
+def test_bench_journey_rejects_zero_rounds():
+    outcome = CliRunner().invoke(app, ["bench", "journey", "--rounds", "0"])
+    assert outcome.exception is not None and "--rounds" in str(outcome.exception)
 
 
 def test_bench_journey_rejects_a_negative_scale():

@@ -37,6 +37,17 @@ def test_bench_train_reports_every_figure(tmp_path):
     assert result["scaling"]["1"] == result["harness_images_per_s"]
     assert result["scaling_efficiency_2"] == pytest.approx(
         result["scaling"]["2"] / (2 * result["scaling"]["1"]))
+    assert result["scaling_efficiency"] == {"2": result["scaling_efficiency_2"]}
+    assert result["scaling_max_workers"] == 2
+    assert result["scaling_efficiency_n"] == result["scaling_efficiency_2"]
+    # CPU per image from the workers' own CPU seconds; its ratio is the CPU efficiency
+    assert all(v > 0 for v in result["cpu_ms_per_image"].values())
+    assert result["cpu_efficiency"]["2"] == pytest.approx(
+        result["cpu_ms_per_image"]["1"] / result["cpu_ms_per_image"]["2"])
+    # the journey's recipe unless told otherwise, and what auto would choose here now
+    assert (result["batch_size"], result["schedule"]) == (64, "onecycle")
+    assert result["auto"]["workers"] >= 1 and "(auto)" in result["auto"]["reason"]
+    assert len(result["load_avg_rounds"]) == 1 and set(result["scaling_rounds"]) == {"1", "2"}
     # Peak RSS of each process, per worker (ru_maxrss of that very pid).
     assert result["baseline_peak_rss_mb"] > 50  # a process that imported torch
     assert result["harness_peak_rss_mb"] > 50

@@ -100,7 +100,7 @@ def _make_results(root: Path) -> dict:
     with ThreadPoolExecutor(2) as pool:
         runs = list(pool.map(lambda epochs: run_scenario(
             journey, LocalPlatform(), root / "results" / f"journey-{epochs}",
-            {"epochs": epochs}), (8, 1)))
+            {"epochs": epochs, "workers": 2}), (8, 1)))
     assert runs[0].ok, runs[0].message
     folder = root / "scenarios"
     folder.mkdir()

@@ -1,6 +1,8 @@
 """The train and evaluate steps: a real 2-worker DDP run, and a worker that dies."""
 
 
+import os
+
 import numpy as np
 import psutil
 import pytest
@@ -65,6 +67,45 @@ steps:
     load_model(out / "model")
     assert (out / "logs" / "train-worker-1.log").exists()
     assert not _train_workers()
+    metrics = steps["train"].metrics
+    assert metrics["workers"] == 2 and metrics["workers_requested"] == 2
+    assert metrics["workers_reason"].startswith("2 workers as asked")
+    assert f"minikf: {metrics['workers_reason']}" in (out / "logs" / "train.log").read_text()
+
+
+def _context(tmp_path, local, **args) -> StepContext:
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    np.savez(data / "train.npz", x=rng.random((64, 28, 28), dtype=np.float32),
+             y=rng.integers(0, 10, 64))
+    return StepContext(name="train", args={"data_dir": str(data), "epochs": 1, **args},
+                       workdir=tmp_path / "wd", log_path=tmp_path / "logs" / "train.log",
+                       resources=RunResources(), platform=local, params={}, timeout=120,
+                       results_dir=tmp_path / "r")
+
+
+def test_auto_is_the_default_and_the_results_say_what_was_chosen_and_why(local, tmp_path):
+    ctx = _context(tmp_path, local, schedule="onecycle", augment=True)
+    try:
+        outcome = train.run(ctx)
+    finally:
+        ctx.resources.cleanup()
+    metrics = outcome.metrics
+    assert metrics["workers_requested"] == "auto" and metrics["workers"] in (1, 2)
+    assert "(auto)" in metrics["workers_reason"] and "cores free" in metrics["workers_reason"]
+    assert 0 <= metrics["free_cores"] <= len(os.sched_getaffinity(0))
+    assert ctx.log_path.read_text().startswith(f"minikf: {metrics['workers_reason']}\n")
+    assert not _train_workers()
+
+
+@pytest.mark.parametrize("args, words", [({"workers": 0}, "workers must be a number >= 1 or auto, got 0"),
+                                          ({"workers": "two"}, "got 'two'"),
+                                          ({"schedule": "steep"}, "schedule must be one of constant, "
+                                                                  "onecycle, got 'steep'")])
+def test_bad_training_arguments_are_one_clear_line(local, tmp_path, args, words):
+    with pytest.raises(StepFailed, match=words):
+        train.run(_context(tmp_path, local, **args))
 
 
 def test_a_dying_worker_fails_the_step_and_stops_the_rest(local, tmp_path, monkeypatch):

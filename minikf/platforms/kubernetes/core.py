@@ -16,7 +16,7 @@ from minikf.kube import core as objs
 from minikf.kube import objects as res
 from minikf.kube.client import require_permissions
 from minikf.platforms.base import ServeRequest, StatusHook, TrainRequest
-from minikf.platforms.kubernetes.kubeflow import job_entry_argv
+from minikf.platforms.kubernetes.kubeflow import job_entry_argv, workers_of
 from minikf.runtime.processes import RunResources
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def run_training(platform: KubernetesPlatform, request: TrainRequest, resources:
     mirrors, configmaps = platform.data_source(request, resources)
     _create_service(platform, objs.headless_service(name, platform.namespace, labels), resources)
     rank0 = _create_service(platform, objs.rank0_service(name, platform.namespace, labels), resources)
-    spec = res.TrainSpec(name=name, namespace=platform.namespace, workers=request.workers,
+    spec = res.TrainSpec(name=name, namespace=platform.namespace, workers=workers_of(request),
                          argv=job_entry_argv(request, mirrors), image=platform.image,
                          data_configmaps=configmaps, labels=labels)
     job = objs.indexed_job(spec, master_addr=rank0.spec.cluster_ip, subdomain=name,
@@ -72,7 +72,7 @@ def run_training(platform: KubernetesPlatform, request: TrainRequest, resources:
         return False, "" if state["labelled"] else "waiting for the rank-0 pod"
 
     platform.wait_for(what, poll, request.timeout_s, selector, status,
-                      f"running ({request.workers} workers)")
+                      f"running ({workers_of(request)} workers)")
     try:
         log = platform.pod_log(f"{selector},{objs.RANK_LABEL}=0", f"rank 0 of {what}")
     except ClusterStepFailed as exc:

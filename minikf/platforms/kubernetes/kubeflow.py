@@ -13,6 +13,7 @@ from minikf.kube import objects as res
 from minikf.kube.client import require_permissions
 from minikf.platforms.base import ServeRequest, StatusHook, TrainRequest
 from minikf.runtime.processes import RunResources
+from minikf.workload.contract import recipe_flags
 
 if TYPE_CHECKING:
     from minikf.platforms.kubernetes.platform import KubernetesPlatform
@@ -35,7 +36,7 @@ def run_training(platform: KubernetesPlatform, request: TrainRequest, resources:
     platform.note_leftovers(resources, labels)
     mirrors, configmaps = platform.data_source(request, resources)
     spec = res.TrainSpec(name=res.dns_name(request.name), namespace=platform.namespace,
-                         workers=request.workers, argv=job_entry_argv(request, mirrors),
+                         workers=workers_of(request), argv=job_entry_argv(request, mirrors),
                          image=platform.image, data_configmaps=configmaps, labels=labels)
     try:
         obj = (res.pytorchjob(spec) if crd == res.PYTORCHJOB
@@ -59,7 +60,7 @@ def run_training(platform: KubernetesPlatform, request: TrainRequest, resources:
     selector = res.job_pods_selector(platform.train_kind, spec.name)
     try:
         platform.wait_for(what, poll, request.timeout_s, selector, status,
-                          f"running ({request.workers} workers)")
+                          f"running ({workers_of(request)} workers)")
     except ClusterStepFailed as exc:
         if "no pods" in str(exc):
             raise ClusterStepFailed(f"{exc}{_no_pods_hint(crd.component)}") from None
@@ -77,12 +78,21 @@ def run_training(platform: KubernetesPlatform, request: TrainRequest, resources:
     platform.bring_back(what, log, state["succeeded"], state["message"], request)
 
 
+def workers_of(request: TrainRequest) -> int:
+    """The job's size: as asked, or the cluster's `auto` (see KubernetesPlatform.plan_workers)."""
+    from minikf.platforms.kubernetes.platform import CLUSTER_AUTO_WORKERS
+
+    return request.workers or CLUSTER_AUTO_WORKERS
+
+
 def job_entry_argv(request: TrainRequest, mirrors: str) -> list[str]:
     """What every training pod runs: fetch the data, train, hand the model back in the log."""
     argv = ["python3", "-m", "minikf.kube.job_entry", "--mirrors", mirrors,
             "--epochs", str(request.epochs), "--batch-size", str(request.batch_size),
             "--lr", str(request.lr)]
-    return [*argv, "--sample"] if request.sample else argv
+    if request.sample:
+        argv.append("--sample")
+    return argv + recipe_flags(request.schedule, request.augment)
 
 
 def serve_model(platform: KubernetesPlatform, request: ServeRequest, resources: RunResources,

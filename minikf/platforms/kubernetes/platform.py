@@ -26,6 +26,7 @@ from minikf.kube import flavor as flavors
 from minikf.kube import objects as res
 from minikf.kube.client import Cluster, connect, missing_crds
 from minikf.platforms.base import Platform, ServeRequest, StatusHook, TrainRequest, no_status
+from minikf.platforms.cores import WorkerPlan
 from minikf.runtime.errors import StepFailed
 from minikf.runtime.processes import ProcessHandle, RunResources
 
@@ -41,6 +42,11 @@ COMPONENT_DEPLOYMENTS = {
     "profiles-deployment": "Profiles",
 }
 COMPONENT_NAMESPACES = ("kubeflow", "kubeflow-system", "kserve")
+
+
+# `workers: auto` on a cluster: rank 0 and one more (the cluster's scheduler places them; this
+# host's cores say nothing about its nodes).
+CLUSTER_AUTO_WORKERS = 2
 
 
 class ClusterStepFailed(StepFailed):
@@ -387,6 +393,14 @@ class KubernetesPlatform(Platform):
         for obj in objs:
             self.create_configmap(obj, resources)
         return res.DATA_MOUNT, [o["metadata"]["name"] for o in objs]
+
+    def plan_workers(self, request: TrainRequest) -> WorkerPlan:
+        """As asked; `auto` is CLUSTER_AUTO_WORKERS."""
+        if request.workers is not None:
+            return WorkerPlan(request.workers, request.workers,
+                              f"{request.workers} as asked; the cluster schedules them")
+        return WorkerPlan(CLUSTER_AUTO_WORKERS, None, f"{CLUSTER_AUTO_WORKERS} (auto on a cluster: "
+                          "rank 0 and one more; the cluster schedules them)")
 
     def run_training(self, request: TrainRequest, resources: RunResources,
                      status: StatusHook = no_status) -> None:

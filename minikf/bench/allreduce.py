@@ -1,0 +1,48 @@
+"""One gloo all-reduce of the model's gradients, timed alone: what each DDP step pays for it.
+
+python -m minikf.bench.allreduce --numel N --calls K   (one process per rank, worker_env's contract)
+Rank 0 prints one JSON line: wall and CPU milliseconds per all-reduce (CPU: every thread of
+the process, gloo's included), for float32 tensors of N elements, and for 1,000 elements
+(what is fixed per call, whatever the size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+
+def per_call(numel: int, calls: int) -> dict:
+    tensor = torch.randn(numel)
+    for _ in range(5):
+        dist.all_reduce(tensor)
+    dist.barrier()
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(calls):
+        dist.all_reduce(tensor)
+    return {"wall_ms": (time.perf_counter() - wall) / calls * 1000,
+            "cpu_ms": (time.process_time() - cpu) / calls * 1000}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--numel", type=int, required=True)
+    parser.add_argument("--calls", type=int, default=200)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", timeout=timedelta(seconds=120))
+    figures = {"numel": args.numel, "calls": args.calls, "world": dist.get_world_size(),
+               "model": per_call(args.numel, args.calls), "small": per_call(1000, args.calls)}
+    if dist.get_rank() == 0:
+        print(json.dumps(figures), flush=True)
+    os._exit(0)  # as the train worker: no process-group teardown
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""The training recipe the journey's workers (and the benchmark's bare loop) run: how an epoch's
+images are ordered, split among the ranks, augmented, and how the learning rate moves.
+
+Why these choices, on the sample's 700 training images (and why they hold on the full set):
+- the job's batch is split among the ranks, and each rank takes every world-th image of one
+  shuffled order (DistributedSampler's), so step k of any rank count covers the same images as
+  step k of one process: the model a job trains does not depend on how many workers the
+  platform chose for it (only the order of float sums differs);
+- augmentation: a random horizontal flip and a shift of up to `shift` pixels per image, drawn
+  from (seed, epoch) alone for the whole data set, so again the same whatever the rank count.
+  On 700 images the model otherwise learns the training set by heart within a few epochs;
+- a one-cycle learning-rate schedule (a warm-up to `lr`, then annealing to near zero): a higher
+  peak than a constant rate could keep, and the small steps at the end settle the weights.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DistributedSampler
+
+from minikf.workload.contract import SCHEDULES
+
+
+def rank_batch(batch_size: int, world: int) -> int:
+    """Each rank's share of the job's batch (a remainder is dropped: all ranks step together)."""
+    return max(1, batch_size // world)
+
+
+def epoch_order(images: int, epoch: int, seed: int, rank: int, world: int) -> torch.Tensor:
+    """This rank's image indices for `epoch`, in order: every world-th of one shuffle."""
+    sampler = DistributedSampler(range(images), num_replicas=world, rank=rank, seed=seed)
+    sampler.set_epoch(epoch)
+    return torch.tensor(list(sampler), dtype=torch.int64)
+
+
+def steps_per_epoch(images: int, batch_size: int, world: int) -> int:
+    """How many steps each rank takes per epoch (the same on every rank)."""
+    per_rank = -(-images // world)  # DistributedSampler pads to equal shards
+    return -(-per_rank // rank_batch(batch_size, world))
+
+
+# The augmentation: the chance of a horizontal flip, the most pixels of a shift.
+FLIP = 0.5
+SHIFT = 2
+
+
+class Augment:
+    """Random horizontal flips and shifts, drawn per image and epoch from the seed alone."""
+
+    def __init__(self, images: int, seed: int, enabled: bool = True, flip: float = FLIP,
+                 shift: int = SHIFT) -> None:
+        if not enabled:
+            flip, shift = 0.0, 0
+        self.images, self.seed, self.flip, self.shift = images, seed, flip, shift
+        self._flips = torch.zeros(images, dtype=torch.bool)
+        self._shifts = torch.zeros(images, 2, dtype=torch.int64)
+
+    @property
+    def active(self) -> bool:
+        return self.flip > 0 or self.shift > 0
+
+    def set_epoch(self, epoch: int) -> None:
+        if not self.active:
+            return
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        self._flips = torch.rand(self.images, generator=g) < self.flip
+        self._shifts = torch.randint(0, 2 * self.shift + 1, (self.images, 2), generator=g)
+
+    def __call__(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Images `x` (N, H, W), the data set's images `idx`, as augmented this epoch."""
+        if not self.active:
+            return x
+        x = torch.where(self._flips[idx][:, None, None], x.flip(-1), x)
+        if self.shift:
+            s, (n, h, w) = self.shift, x.shape
+            padded = torch.nn.functional.pad(x, (s, s, s, s))
+            shifts = self._shifts[idx]
+            rows = shifts[:, 0, None] + torch.arange(h)  # (N, H): where each output row comes from
+            cols = shifts[:, 1, None] + torch.arange(w)
+            x = padded[torch.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+        return x
+
+
+def make_schedule(kind: str, optimizer: torch.optim.Optimizer, lr: float, total_steps: int,
+                  warmup: float = 0.25) -> torch.optim.lr_scheduler.LRScheduler:
+    """`constant`: `lr` throughout. `onecycle`: warm up to `lr` over the first `warmup` of the
+    steps, then anneal (cosine) to near 0."""
+    if kind == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    if kind == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, pct_start=warmup,
+                                                   total_steps=max(total_steps, 1))
+    raise ValueError(f"unknown schedule {kind!r} (known: {', '.join(SCHEDULES)})")

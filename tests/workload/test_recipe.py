@@ -1,0 +1,117 @@
+"""The training recipe: any worker count sees the same images per step, augmented the same way;
+and a real 2-worker job trains the same model as 1 worker."""
+
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from minikf.runtime.ports import free_port
+from minikf.workload.contract import worker_argv, worker_env
+from minikf.workload.recipe import Augment, epoch_order, make_schedule, rank_batch, steps_per_epoch
+
+
+@pytest.mark.parametrize("images, batch, world", [(700, 32, 2), (700, 32, 1), (256, 64, 4), (10, 4, 2)])
+def test_each_step_of_any_worker_count_covers_the_same_images(images, batch, world):
+    one = epoch_order(images, 3, 0, 0, 1)
+    ranks = [epoch_order(images, 3, 0, r, world) for r in range(world)]
+    per = rank_batch(batch, world)
+    assert per * world == batch
+    assert steps_per_epoch(images, batch, world) == -(-len(ranks[0]) // per)
+    for k in range(steps_per_epoch(images, batch, world)):
+        together = torch.cat([order[k * per:(k + 1) * per] for order in ranks])
+        alone = one[k * batch:(k + 1) * batch]
+        # the same images (a padded shard may repeat one of the first at the very end)
+        assert set(together.tolist()) >= set(alone.tolist())
+        assert len(together) - len(alone) < world
+
+
+def test_the_order_changes_with_the_epoch_and_the_seed():
+    assert not torch.equal(epoch_order(100, 1, 0, 0, 1), epoch_order(100, 2, 0, 0, 1))
+    assert not torch.equal(epoch_order(100, 1, 0, 0, 1), epoch_order(100, 1, 1, 0, 1))
+    assert sorted(epoch_order(100, 1, 0, 0, 1).tolist()) == list(range(100))
+
+
+def test_a_remainder_of_the_batch_is_dropped_so_ranks_step_together():
+    assert rank_batch(32, 3) == 10 and rank_batch(4, 8) == 1
+
+
+def test_augmentation_flips_and_shifts_each_image_by_its_own_draw():
+    x = torch.arange(5 * 28 * 28, dtype=torch.float32).reshape(5, 28, 28)
+    aug = Augment(5, seed=7)
+    aug.set_epoch(1)
+    idx = torch.arange(5)
+    out = aug(x, idx)
+    assert out.shape == x.shape
+    for i in range(5):
+        image = x[i].flip(-1) if aug._flips[i] else x[i]
+        dy, dx = aug._shifts[i].tolist()
+        padded = torch.nn.functional.pad(image, (2, 2, 2, 2))
+        assert torch.equal(out[i], padded[dy:dy + 28, dx:dx + 28])
+    # a subset of the images (a rank's share) gets exactly those images' draws
+    assert torch.equal(aug(x[[3, 1]], torch.tensor([3, 1])), out[[3, 1]])
+    again = Augment(5, seed=7)
+    again.set_epoch(1)
+    assert torch.equal(again(x, idx), out)
+    again.set_epoch(2)
+    assert not torch.equal(again(x, idx), out)
+
+
+def test_augmentation_off_leaves_the_images_alone():
+    x = torch.rand(3, 28, 28)
+    aug = Augment(3, seed=0, enabled=False)
+    aug.set_epoch(1)
+    assert not aug.active and aug(x, torch.arange(3)) is x
+
+
+def test_schedules():
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    opt = torch.optim.Adam(params, lr=0.01)
+    constant = make_schedule("constant", opt, 0.01, 10)
+    for _ in range(5):
+        opt.step()
+        constant.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.01)
+    opt = torch.optim.Adam(params, lr=0.01)
+    cycle = make_schedule("onecycle", opt, 0.01, 100)
+    rates = []
+    for _ in range(100):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        cycle.step()
+    assert max(rates) == pytest.approx(0.01, rel=0.05) and rates.index(max(rates)) in range(20, 30)
+    assert rates[0] < 0.001 and rates[-1] < 0.0001
+    with pytest.raises(ValueError, match="unknown schedule 'steep'"):
+        make_schedule("steep", opt, 0.01, 10)
+
+
+def _job(data, out, world: int) -> list[dict]:
+    port = free_port()
+    argv = worker_argv(data, out, 2, 32, 0.005, schedule="onecycle", augment=True)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    procs = [subprocess.Popen(argv, env={**env, **worker_env(rank, world, port)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for rank in range(world)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()[-2000:]
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_workers_train_the_model_one_worker_trains(tmp_path):
+    """The job's batch shared out, the same order and augmentation: the loss of every epoch is
+    the same to float rounding whether one worker trains or two."""
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+    data.mkdir()
+    np.savez(data / "train.npz", x=rng.random((200, 28, 28), dtype=np.float32),
+             y=rng.integers(0, 10, 200))
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    one, two = _job(data, tmp_path / "one", 1), _job(data, tmp_path / "two", 2)
+    assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=1e-4)
+    assert [r["accuracy"] for r in two] == pytest.approx([r["accuracy"] for r in one], abs=0.011)
+    assert len(two[0]["workers"]) == 2 and all(w["cpu_s"] > 0 for w in two[0]["workers"])
