@@ -4,7 +4,6 @@ from pathlib import Path
 import pytest
 
 from minikf.platforms.local import LocalPlatform
-from tests.kube.real import kube_namespace  # noqa: F401 - the real cluster's namespace fixture
 
 
 @pytest.fixture

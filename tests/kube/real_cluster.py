@@ -34,7 +34,7 @@ import pytest
 
 from minikf.kube import objects as res
 
-KUBECONFIG_ENV = "MINIKF_K8S_KUBECONFIG"  # as tests/kube/real.py (the core flavor's tests)
+KUBECONFIG_ENV = "MINIKF_K8S_KUBECONFIG"
 TEST_LABEL = "minikf.dev/test"
 # How long deleted objects (and pods in their grace period) may take to be gone.
 GONE_WITHIN_S = 90.0
@@ -258,9 +258,8 @@ def real_cluster() -> Iterator[RealCluster]:
 
 @pytest.fixture(scope="module")
 def module_namespace(request, real_cluster) -> Iterator[str]:
-    """A namespace of this module's own (unique name), deleted and gone after its last test.
-    (tests/kube/real.py's kube_namespace, which the core flavor's tests use, checks only what
-    minikf labels; this one checks everything and waits for the namespace to be gone.)"""
+    """A namespace of this module's own (unique name), deleted and gone after its last test, and
+    holding nothing any test made when it goes."""
     module = request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")
     name = create_namespace(real_cluster, f"minikf-{module}")
     try:

@@ -15,7 +15,7 @@ import requests
 from minikf.platforms.base import ServeRequest, TrainRequest
 from minikf.platforms.kubernetes import ClusterStepFailed, KubernetesPlatform
 from minikf.runtime.processes import RunResources
-from tests.kube.real import KUBECONFIG
+from tests.kube.real_cluster import assert_nothing_left, kubeconfig_path
 from tests.paths import ROOT
 
 pytestmark = pytest.mark.kube
@@ -23,7 +23,7 @@ SAMPLE = ROOT / "data" / "fashion-mnist-sample"
 
 
 def _platform(namespace: str, **kw) -> KubernetesPlatform:
-    return KubernetesPlatform(kubeconfig=str(KUBECONFIG), namespace=namespace, **kw)
+    return KubernetesPlatform(kubeconfig=str(kubeconfig_path()), namespace=namespace, **kw)
 
 
 def _train(tmp_path, name: str, workers: int, timeout_s: float) -> TrainRequest:
@@ -32,9 +32,9 @@ def _train(tmp_path, name: str, workers: int, timeout_s: float) -> TrainRequest:
                         timeout_s=timeout_s, mirrors=[str(SAMPLE)], sample=True)
 
 
-def test_discovery_chooses_core_where_no_controller_runs(kube_namespace):
+def test_discovery_chooses_core_where_no_controller_runs(module_namespace):
     """The cluster serves the Kubeflow CRDs (cluster.sh crds) but runs no operator: core, and why."""
-    platform = _platform(kube_namespace, flavor=None)
+    platform = _platform(module_namespace, flavor=None)
     try:
         info = platform.describe()
     finally:
@@ -45,11 +45,11 @@ def test_discovery_chooses_core_where_no_controller_runs(kube_namespace):
 
 
 @pytest.fixture(scope="module")
-def trained(kube_namespace, tmp_path_factory) -> tuple[TrainRequest, list[str]]:
+def trained(module_namespace, runtime_image, tmp_path_factory) -> tuple[TrainRequest, list[str]]:
     """One 2-rank core training job (the request, what its cleanup reported), shared by the
     tests that look at what it brought back and serve its model."""
     tmp_path = tmp_path_factory.mktemp("core-train")
-    platform, resources = _platform(kube_namespace, flavor="core"), RunResources()
+    platform, resources = _platform(module_namespace, flavor="core"), RunResources()
     request = _train(tmp_path, "minikf-core-train", 2, 240)
     try:
         platform.run_training(request, resources)
@@ -73,10 +73,10 @@ def test_two_ranks_train_as_an_indexed_job_and_the_model_comes_back(trained):
     assert "[minikf model archive: " in log and "joining the process group (2 ranks" in log
 
 
-def test_an_image_the_node_lacks_fails_the_step_before_its_timeout_naming_it(kube_namespace, tmp_path):
+def test_an_image_the_node_lacks_fails_the_step_before_its_timeout_naming_it(module_namespace, tmp_path):
     """The platform's own wait ends as soon as the pod backs off pulling (waiting longer would not
     help), with the pods' state and what to do, not at the engine's generic timeout."""
-    platform = _platform(kube_namespace, flavor="core", image="minikf/absent:none")
+    platform = _platform(module_namespace, flavor="core", image="minikf/absent:none")
     resources = RunResources()
     try:
         with pytest.raises(ClusterStepFailed) as exc:
@@ -90,13 +90,13 @@ def test_an_image_the_node_lacks_fails_the_step_before_its_timeout_naming_it(kub
     assert "ImagePullBackOff" in message, message
 
 
-def test_served_model_answers_through_the_checked_port_forward(kube_namespace, trained, tmp_path):
+def test_served_model_answers_through_the_checked_port_forward(module_namespace, trained, tmp_path):
     """A Deployment of the server image with the token from a Secret; the URL it returns has
     already answered /v2/health/ready through the tunnel; V1 predict works, no token is refused."""
     import numpy as np
 
     model_dir = trained[0].out / "model"
-    platform, resources = _platform(kube_namespace, flavor="core"), RunResources()
+    platform, resources = _platform(module_namespace, flavor="core"), RunResources()
     try:
         url = platform.serve_model(ServeRequest(name="minikf-core-serve", model_dir=model_dir, token="t0k",
                                                 port=0, log_path=tmp_path / "serve.log", timeout_s=120),
@@ -111,9 +111,9 @@ def test_served_model_answers_through_the_checked_port_forward(kube_namespace, t
         platform.close()
 
 
-def test_a_port_forward_the_api_server_refuses_says_why(kube_namespace):
+def test_a_port_forward_the_api_server_refuses_says_why(module_namespace):
     """The API server's own words (no such pod) reach the user, not 'Connection reset by peer'."""
-    platform, resources = _platform(kube_namespace, flavor="core"), RunResources()
+    platform, resources = _platform(module_namespace, flavor="core"), RunResources()
     try:
         with pytest.raises(ClusterStepFailed) as exc:
             platform.forward_and_check("no-such-pod", "Deployment x", "t", 10, resources)
@@ -125,7 +125,7 @@ def test_a_port_forward_the_api_server_refuses_says_why(kube_namespace):
             '(HTTP 404)') in str(exc.value)
 
 
-def test_kube_check_says_which_flavor_runs_and_what_will_not_work(kube_namespace):
+def test_kube_check_says_which_flavor_runs_and_what_will_not_work(module_namespace):
     """On this cluster (CRDs, no operator): auto picks core and passes; forcing kubeflow fails,
     naming the controller that nothing runs."""
     import subprocess
@@ -133,7 +133,7 @@ def test_kube_check_says_which_flavor_runs_and_what_will_not_work(kube_namespace
 
     def check(*extra: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "minikf.cli", "kube", "check", "--kubeconfig",
-                               str(KUBECONFIG), "--namespace", kube_namespace, *extra],
+                               str(kubeconfig_path()), "--namespace", module_namespace, *extra],
                               capture_output=True, text=True, timeout=120)
 
     auto = check()
@@ -145,20 +145,16 @@ def test_kube_check_says_which_flavor_runs_and_what_will_not_work(kube_namespace
             "nothing would reconcile it") in forced.stdout
 
 
-def test_what_a_killed_run_left_is_reaped_from_its_labels(kube_namespace, trained, tmp_path):
+def test_what_a_killed_run_left_is_reaped_from_its_labels(real_cluster, module_namespace, trained, tmp_path):
     """A run killed after serving (its cleanup never ran): `reap`, as the run's reaper and
     `minikf clean` call it, removes the Deployment, Service, Secret and ConfigMaps by label."""
-    from kubernetes import config
-
-    from tests.kube.real import leftovers
-
-    platform, resources = _platform(kube_namespace, flavor="core"), RunResources()
+    platform, resources = _platform(module_namespace, flavor="core"), RunResources()
     name = "minikf-core-killed"
     try:
         platform.serve_model(ServeRequest(name=name, model_dir=trained[0].out / "model", token="t",
                                           port=0, log_path=tmp_path / "serve.log", timeout_s=120), resources)
         selector = ",".join(f"{k}={v}" for k, v in sorted(platform.labels(name).items()))
-        details = {"kubeconfig": str(KUBECONFIG), "context": None, "namespace": kube_namespace,
+        details = {"kubeconfig": str(kubeconfig_path()), "context": None, "namespace": module_namespace,
                    "selectors": [selector]}
         removed = KubernetesPlatform.reap(details)
     finally:
@@ -167,8 +163,4 @@ def test_what_a_killed_run_left_is_reaped_from_its_labels(kube_namespace, traine
     kinds = {line.split()[1] for line in removed}
     assert {"Deployment", "Service", "Secret", "ConfigMap"} <= kinds, removed
     assert not [line for line in removed if line.startswith("could not")], removed
-    api_client = config.new_client_from_config(str(KUBECONFIG))
-    try:
-        assert leftovers(api_client, kube_namespace) == []
-    finally:
-        api_client.close()
+    assert_nothing_left(real_cluster, module_namespace)
