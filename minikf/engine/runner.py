@@ -202,7 +202,9 @@ def run_scenario(
     )
     # Made 0700 when new (results, logs and artifacts are for their owner only) and proven
     # writable before any step, so a read-only or full disk stops the run before any work.
-    results_dir = files.check_writable_dir(Path(results_dir), "results dir",
+    # absolute: the steps' outputs (the published model's dir) are handed to processes that run
+    # elsewhere (a container, a cluster), where a path relative to this cwd means nothing
+    results_dir = files.check_writable_dir(Path(results_dir).absolute(), "results dir",
                                            "choose a writable folder with free space (--results DIR)")
     if missing:
         run.status = Status.SKIPPED
