@@ -102,13 +102,7 @@ def serve_model(platform: KubernetesPlatform, request: ServeRequest, resources: 
     """A Deployment + Service of the server image; a local URL whose tunnel has answered."""
     from kubernetes import client
 
-    require_permissions(platform.cluster, platform.namespace,
-                        res.COMMON_PERMISSIONS + objs.SERVE_PERMISSIONS)
-    name = res.dns_name(request.name, limit=45)
-    labels = platform.labels(request.name)
-    platform.note_leftovers(resources, labels)
-    secret = platform.token_secret(request, labels, resources)
-    models = platform.model_configmaps(request, labels, resources)
+    name, labels, secret, models = platform.serving_inputs(request, resources, objs.SERVE_PERMISSIONS)
     apps = client.AppsV1Api(platform.cluster.api_client)
     obj = objs.deployment(name, platform.namespace, models, secret, image=platform.server_image,
                           labels=labels)

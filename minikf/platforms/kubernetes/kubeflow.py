@@ -100,13 +100,7 @@ def serve_model(platform: KubernetesPlatform, request: ServeRequest, resources: 
     """An InferenceService (RawDeployment) running minikf's model server; a checked local URL."""
     from minikf.platforms.kubernetes.platform import ClusterStepFailed
 
-    require_permissions(platform.cluster, platform.namespace,
-                        res.COMMON_PERMISSIONS + res.SERVE_PERMISSIONS)
-    isvc_name = res.dns_name(request.name, limit=45)
-    labels = platform.labels(request.name)
-    platform.note_leftovers(resources, labels)
-    secret = platform.token_secret(request, labels, resources)
-    models = platform.model_configmaps(request, labels, resources)
+    isvc_name, labels, secret, models = platform.serving_inputs(request, resources, res.SERVE_PERMISSIONS)
     obj = res.inference_service(res.ServeSpec(
         name=isvc_name, namespace=platform.namespace, model_configmaps=models, token_secret=secret,
         image=platform.image, labels=labels))

@@ -24,7 +24,7 @@ from typing import Any
 
 from minikf.kube import flavor as flavors
 from minikf.kube import objects as res
-from minikf.kube.client import Cluster, connect, missing_crds
+from minikf.kube.client import Cluster, connect, missing_crds, require_permissions
 from minikf.platforms.base import Platform, ServeRequest, StatusHook, TrainRequest, no_status
 from minikf.platforms.cores import WorkerPlan
 from minikf.runtime.errors import StepFailed
@@ -495,6 +495,18 @@ class KubernetesPlatform(Platform):
             res.unpack_from_log(log, request.out)
         except ValueError as exc:
             raise ClusterStepFailed(f"{what} succeeded but {exc} (log: {request.log_path})") from None
+
+    def serving_inputs(self, request: ServeRequest, resources: RunResources,
+                       permissions: list) -> tuple[str, dict[str, str], str, list[str]]:
+        """What either flavor's server needs before its own object: the verbs checked, the run's
+        labels noted for the reaper, the token Secret and the model ConfigMaps. (name, labels,
+        Secret name, ConfigMap names)."""
+        require_permissions(self.cluster, self.namespace, res.COMMON_PERMISSIONS + permissions)
+        labels = self.labels(request.name)
+        self.note_leftovers(resources, labels)
+        secret = self.token_secret(request, labels, resources)
+        models = self.model_configmaps(request, labels, resources)
+        return res.dns_name(request.name, limit=45), labels, secret, models
 
     def token_secret(self, request: ServeRequest, labels: dict, resources: RunResources) -> str:
         """The serving token as a Secret (deleted at cleanup); its name."""
