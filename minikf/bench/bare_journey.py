@@ -32,7 +32,7 @@ from torch import nn  # noqa: E402
 
 from minikf.workload import fashion_data  # noqa: E402
 from minikf.workload.model import FashionCNN  # noqa: E402
-from minikf.workload.recipe import Augment, epoch_order, make_schedule, steps_per_epoch  # noqa: E402
+from minikf.workload.recipe import Augment, epoch_order, make_optimizer, make_schedule, steps_per_epoch  # noqa: E402
 
 IMPORTED = time.time()
 
@@ -44,7 +44,7 @@ def train(data: Path, epochs: int, batch_size: int, lr: float, schedule: str,
     with np.load(data / "train.npz") as npz:
         x_all, y_all = torch.from_numpy(npz["x"]), torch.from_numpy(npz["y"])
     model = FashionCNN()
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = make_optimizer(model.parameters(), lr)
     sched = make_schedule(schedule, optimizer, lr, epochs * steps_per_epoch(len(y_all), batch_size, 1))
     aug = Augment(len(y_all), seed, enabled=augment)
     model.train()

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from minikf.workload.model import FashionCNN
-from minikf.workload.recipe import Augment, epoch_order, make_schedule, steps_per_epoch
+from minikf.workload.recipe import Augment, epoch_order, make_optimizer, make_schedule, steps_per_epoch
 
 
 def run(data_dir: Path, epochs: int, batch_size: int, lr: float, seed: int = 0,
@@ -31,7 +31,7 @@ def run(data_dir: Path, epochs: int, batch_size: int, lr: float, seed: int = 0,
     # The same device rule as train_worker: CUDA where visible (CUDA_VISIBLE_DEVICES="" hides it).
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = FashionCNN().to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = make_optimizer(model.parameters(), lr)
     sched = make_schedule(schedule, optimizer, lr, epochs * steps_per_epoch(len(y_all), batch_size, 1))
     aug = Augment(len(y_all), seed, enabled=augment)
     model.train()

@@ -17,10 +17,11 @@ augmentation: by default the journey's, from scenarios/fashion-mnist.yaml):
   counts (noisy neighbours only slow runs down);
 - auto: what `workers: auto` would choose on this host now, and why (minikf/platforms/cores.py);
 - profile_2: where 2 workers lose against twice one: the smaller step each rank takes (the bare
-  loop at half the batch against the whole), and the all-reduce each step pays (gloo, timed
-  alone between 2 processes at the model's gradient size and at 1,000 floats: its fixed part),
-  as a share of the 2-worker step; what is left is lock-step waiting, the two cores' shared
-  cache and clock, and the epochs' ends;
+  loop at half the batch against the whole), and the all-reduce each step pays (the exchange
+  the job used: shared memory between ranks on this host, on CPU; timed alone between 2
+  processes at the model's gradient size and at 1,000 floats: its fixed part), as a share of
+  the 2-worker step, with gloo's all-reduce beside it; what is left is lock-step waiting, the
+  two cores' shared cache and clock, and the epochs' ends;
 - memory: each process's own peak RSS (ru_maxrss from os.wait4 on its pid), per worker;
 - on CUDA, also the standard synthetic ResNet-50 images/s (minikf.bench.resnet).
 
@@ -42,7 +43,7 @@ import torch
 from minikf.bench.rss import wait_with_peak_rss, wait_with_usage
 from minikf.runtime.ports import free_port
 from minikf.runtime.processes import RunResources
-from minikf.workload.contract import recipe_flags, worker_argv, worker_env
+from minikf.workload.contract import make_shm_dir, recipe_flags, worker_argv, worker_env
 
 TIMEOUT_S = 600
 
@@ -82,9 +83,13 @@ def _harness(data_dir: Path, world: int, epochs: int, batch_size: int, lr: float
         cmd = worker_argv(data_dir, out, epochs, batch_size, lr, **recipe)
         base_env = {k: v for k, v in env.items() if k != "MINIKF_TEST_KILL_RANK"}
         resources = RunResources()
+        # As the local platform launches them: ranks on this host share memory (CPU only).
+        shared = make_shm_dir() if world > 1 and env.get("CUDA_VISIBLE_DEVICES") == "" else None
+        if shared:
+            resources.add_temp_dir(shared)
         try:
             procs = [resources.spawn(cmd, out / f"rank-{rank}.log",
-                                     env={**base_env, **worker_env(rank, world, port)})
+                                     env={**base_env, **worker_env(rank, world, port, shm_dir=shared)})
                      for rank in range(world)]
             waited = [wait_with_usage(p, TIMEOUT_S) for p in procs]
             codes, rss = [w[0] for w in waited], [w[1] for w in waited]
@@ -102,14 +107,19 @@ def _harness(data_dir: Path, world: int, epochs: int, batch_size: int, lr: float
             "cpu_ms_per_image": cpu / images * 1000 if images and cpu else None}
 
 
-def _allreduce(numel: int, env: dict) -> dict:
-    """Per call, wall and CPU ms of a gloo all-reduce between 2 processes (minikf.bench.allreduce)."""
+def _allreduce(numel: int, env: dict, shared_memory: bool = False) -> dict:
+    """Per call, wall and CPU ms of an all-reduce between 2 processes (minikf.bench.allreduce):
+    gloo's, or with `shared_memory` the exchange ranks on one host use."""
     with tempfile.TemporaryDirectory(prefix="minikf-bench-") as tmp:
         out, port = Path(tmp), free_port()
         cmd = [sys.executable, "-m", "minikf.bench.allreduce", "--numel", str(numel)]
         resources = RunResources()
+        shared = make_shm_dir() if shared_memory else None
+        if shared:
+            resources.add_temp_dir(shared)
         try:
-            procs = [resources.spawn(cmd, out / f"rank-{rank}.log", env={**env, **worker_env(rank, 2, port)})
+            procs = [resources.spawn(cmd, out / f"rank-{rank}.log",
+                                     env={**env, **worker_env(rank, 2, port, shm_dir=shared)})
                      for rank in range(2)]
             codes = [p.wait(TIMEOUT_S) for p in procs]
         finally:
@@ -224,11 +234,14 @@ def bench_train(data_dir: Path, workers: list[int], epochs: int = 1, batch_size:
 
 
 def _profile_2(half: float, whole: float, two: float, batch_size: int, env: dict) -> dict:
-    """Where 2 workers lose against twice one (see the module docstring)."""
+    """Where 2 workers lose against twice one (see the module docstring): the exchange the
+    2-worker job used (shared memory on CPU, as the local platform runs it), and gloo's
+    all-reduce beside it for comparison."""
     from minikf.workload.model import FashionCNN
 
     numel = sum(p.numel() for p in FashionCNN().parameters())
-    reduce = _allreduce(numel, env)
+    reduce = _allreduce(numel, env, shared_memory=env.get("CUDA_VISIBLE_DEVICES") == "")
+    gloo = reduce if reduce["exchange"] == "gloo" else _allreduce(numel, env)
     steps_per_s = two / batch_size  # each rank takes one step of batch/2 per job step
     return {
         "images_per_rank_step": max(1, batch_size // 2),
@@ -237,8 +250,8 @@ def _profile_2(half: float, whole: float, two: float, batch_size: int, env: dict
         "allreduce": reduce,
         "allreduce_share_of_step_pct": reduce["model"]["wall_ms"] * steps_per_s / 10,
         "allreduce_fixed_share_pct": reduce["small"]["wall_ms"] / reduce["model"]["wall_ms"] * 100,
+        "gloo_allreduce": gloo,
     }
-
 
 if __name__ == "__main__":
     print(json.dumps(bench_train(Path(sys.argv[1]), [int(n) for n in sys.argv[2:]] or [1, 2]), indent=2))

@@ -132,13 +132,15 @@ def bench_train_cmd(
         typer.echo(f"scaling 1->{n} workers: {eff:.2f} efficiency{cpu_text}")
     if figures.get("profile_2"):
         prof, lost = figures["profile_2"], (1 - figures["scaling_efficiency_2"]) * 100
-        ar = prof["allreduce"]["model"]
+        ar, how = prof["allreduce"]["model"], prof["allreduce"].get("exchange", "gloo")
+        gloo = prof.get("gloo_allreduce", prof["allreduce"])["model"]
+        beside = f"; gloo's: {gloo['wall_ms']:.2f} ms" if how != "gloo" else ""
         typer.echo(f"where 1->2 loses {lost:.0f}%: each rank's step is {prof['images_per_rank_step']} "
                    f"images, {prof['smaller_step_cost_pct']:.0f}% slower per image than the whole batch "
-                   f"(bare loop); the all-reduce is {ar['wall_ms']:.2f} ms a step ({ar['cpu_ms']:.2f} ms "
-                   f"CPU; {prof['allreduce_fixed_share_pct']:.0f}% of it fixed per call), "
-                   f"{prof['allreduce_share_of_step_pct']:.0f}% of the 2-worker step; the rest is "
-                   "lock-step waiting, the cores' shared cache and clock, epoch ends")
+                   f"(bare loop); the all-reduce ({how}) is {ar['wall_ms']:.2f} ms a step "
+                   f"({ar['cpu_ms']:.2f} ms CPU; {prof['allreduce_fixed_share_pct']:.0f}% of it fixed "
+                   f"per call{beside}), {prof['allreduce_share_of_step_pct']:.0f}% of the 2-worker "
+                   "step; the rest is lock-step waiting, the cores' shared cache and clock, epoch ends")
     typer.echo(f"workers: auto here now: {figures['auto']['reason']}")
     if figures.get("resnet50"):
         r = figures["resnet50"]

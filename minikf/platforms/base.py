@@ -160,6 +160,13 @@ class Platform:
         raise StepFailed(f"the {self.name} platform does not start processes "
                          f"({' '.join(argv[:3])} ...)")
 
+    def shared_memory_dir(self, resources: RunResources) -> Path | None:
+        """A directory on a tmpfs that every worker of a job this platform launches can map,
+        owned by `resources`: the workers then average gradients through shared memory
+        (minikf/workload/shm_allreduce.py). None (the default) where they may not share a
+        host's memory: they use gloo or nccl."""
+        return None
+
     def launch_driver(self, argv: list[str], env: dict[str, str], log_path: Path,
                       resources: RunResources) -> ProcessHandle:
         """Start a pipeline's driver (which runs the pipeline's tasks); by default as `launch`."""

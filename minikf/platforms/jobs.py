@@ -54,10 +54,11 @@ def launch_workers(platform: Platform, request: TrainRequest,
                        augment=request.augment)
     port = free_port()
     resources.note_port(port)
+    shared = platform.shared_memory_dir(resources) if request.workers > 1 else None
     procs = []
     for rank in range(request.workers):
         log = worker_log(request, rank)
-        env = worker_env(rank, request.workers, port)
+        env = worker_env(rank, request.workers, port, shm_dir=shared)
         procs.append((rank, log, platform.launch(argv, env=env, log_path=log, resources=resources)))
     return procs
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from minikf.platforms.base import Platform
 from minikf.platforms.warm import WarmPool
 from minikf.runtime.processes import ProcessHandle, RunResources
+from minikf.workload.contract import make_shm_dir
 
 
 @dataclass
@@ -63,3 +64,8 @@ class LocalPlatform(Platform):
             pool = self._pools.get(id(resources))
         warm = pool.take(argv, env, Path(log_path), resources) if pool else None
         return warm or resources.spawn(argv, log_path, env={**os.environ, **env})
+
+    def shared_memory_dir(self, resources: RunResources) -> Path | None:
+        """Every worker runs on this host: they may share a directory on its tmpfs."""
+        path = make_shm_dir()
+        return resources.add_temp_dir(path) if path else None

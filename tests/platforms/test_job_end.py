@@ -1,6 +1,7 @@
 """How a 2-worker training job ends: in either order, or with a stuck rank, always in bounded time.
 
-Real workers and real torch.distributed (gloo) through the engine and the local platform (warm
+Real workers and real torch.distributed (gloo; the gradients averaged through shared memory, as
+the local platform runs ranks on one host) through the engine and the local platform (warm
 starts, as a run uses them), with the worker's test hooks: MINIKF_TEST_STALL_RANK stops one rank
 at MINIKF_TEST_STALL_AT (`end` or `epoch-N`) for MINIKF_TEST_STALL_S seconds (default: for good).
 """
@@ -8,9 +9,11 @@ at MINIKF_TEST_STALL_AT (`end` or `epoch-N`) for MINIKF_TEST_STALL_S seconds (de
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -108,6 +111,74 @@ def test_a_rank_stuck_before_a_collective_times_the_other_out(local, sample_data
                               "other ranks (stuck or exited?) in: epoch 2/2"), message
     assert took < 90
     assert not _train_workers()
+
+
+def _shared_dir(log: str) -> Path:
+    found = re.search(r"averaging gradients through shared memory \((.+)\)", log)
+    assert found, log[-2000:]
+    return Path(found.group(1))
+
+
+def test_ranks_on_this_host_average_through_shared_memory_and_leave_none_behind(
+        local, sample_data, tmp_path):
+    """Both ranks use the shared-memory exchange the local platform hands them (a directory on
+    /dev/shm), train to the end, and the directory is gone afterwards."""
+    result, _ = _train(local, sample_data, tmp_path, epochs=2)
+    assert result.status == "passed", result.message
+    shared = {_shared_dir(_log(tmp_path, rank)) for rank in (0, 1)}
+    assert len(shared) == 1, shared
+    directory = shared.pop()
+    assert directory.parent == Path("/dev/shm") and directory.name.startswith("minikf-ddp-")
+    assert not directory.exists()
+
+
+def _worker_pid(log: Path) -> int | None:
+    """The train worker writing to `log` (a warm fork's command line does not say its rank)."""
+    for proc in _train_workers():
+        try:
+            if os.readlink(f"/proc/{proc.pid}/fd/2") == str(log):
+                return proc.pid
+        except OSError:
+            pass
+    return None
+
+
+def test_a_rank_killed_mid_training_is_named_and_its_peer_says_it_lost_it(
+        local, sample_data, tmp_path, monkeypatch):
+    """Rank 1 is SIGKILLed in epoch 2 (stopped there by the test hook): rank 0, waiting for its
+    gradients in shared memory, sees its FIFO close at once and exits 4 naming rank 1, long
+    before the collective timeout; the step names the killed worker, not its echo."""
+    monkeypatch.setenv("MINIKF_TEST_STALL_RANK", "1")
+    monkeypatch.setenv("MINIKF_TEST_STALL_AT", "epoch-2")
+    monkeypatch.setenv("MINIKF_COLLECTIVE_TIMEOUT_S", "120")
+    log1 = tmp_path / "results" / "logs" / "train-worker-1.log"
+    outcome: list = []
+    run = threading.Thread(target=lambda: outcome.append(_train(local, sample_data, tmp_path,
+                                                                epochs=2)))
+    run.start()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and "epoch 2/2" not in (_log_or_empty(tmp_path, 0)):
+        time.sleep(0.1)
+    pid = _worker_pid(log1)
+    assert pid, _log_or_empty(tmp_path, 1)
+    time.sleep(0.5)  # rank 0 is now waiting in its first step of epoch 2
+    os.kill(pid, signal.SIGKILL)
+    run.join(120)
+    result, took = outcome[0]
+    message = result.steps[0].message
+    assert result.steps[0].status == "failed", message
+    assert message.startswith("worker 1 exited with signal SIGKILL"), message
+    assert "minikf: rank 0: lost rank 1 (it exited?) in: epoch 2/2" in _log(tmp_path, 0)
+    assert took < 60
+    assert not _train_workers()
+    assert not _shared_dir(_log(tmp_path, 0)).exists()
+
+
+def _log_or_empty(out: Path, rank: int) -> str:
+    try:
+        return _log(out, rank)
+    except FileNotFoundError:
+        return ""
 
 
 @pytest.mark.parametrize("late", [0, 1])

@@ -4,6 +4,7 @@ and a real 2-worker job trains the same model as 1 worker."""
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -88,22 +89,28 @@ def test_schedules():
         make_schedule("steep", opt, 0.01, 10)
 
 
-def _job(data, out, world: int) -> list[dict]:
+def _job(data, out, world: int, shm_dir: Path | None = None) -> tuple[list[dict], list[str]]:
+    """The epochs' metrics lines, and each rank's stderr."""
     port = free_port()
     argv = worker_argv(data, out, 2, 32, 0.005, schedule="onecycle", augment=True)
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    procs = [subprocess.Popen(argv, env={**env, **worker_env(rank, world, port)},
+    procs = [subprocess.Popen(argv, env={**env, **worker_env(rank, world, port, shm_dir=shm_dir)},
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
              for rank in range(world)]
+    errs = []
     for proc in procs:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err.decode()[-2000:]
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        errs.append(err.decode())
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return rows, errs
 
 
-def test_two_workers_train_the_model_one_worker_trains(tmp_path):
+@pytest.mark.parametrize("exchange", ["gloo", "shared memory"])
+def test_two_workers_train_the_model_one_worker_trains(tmp_path, exchange):
     """The job's batch shared out, the same order and augmentation: the loss of every epoch is
-    the same to float rounding whether one worker trains or two."""
+    the same to float rounding whether one worker trains or two, and whether the two average
+    their gradients through gloo or through shared memory (which leaves no file behind)."""
     rng = np.random.default_rng(0)
     data = tmp_path / "data"
     data.mkdir()
@@ -111,7 +118,15 @@ def test_two_workers_train_the_model_one_worker_trains(tmp_path):
              y=rng.integers(0, 10, 200))
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
-    one, two = _job(data, tmp_path / "one", 1), _job(data, tmp_path / "two", 2)
+    shared = None
+    if exchange == "shared memory":
+        shared = tmp_path / "shm"  # any directory both ranks can map (the platform uses /dev/shm)
+        shared.mkdir()
+    (one, _), (two, logs) = _job(data, tmp_path / "one", 1), _job(data, tmp_path / "two", 2, shared)
+    used = [f"averaging gradients through shared memory ({shared})" in log for log in logs]
+    assert used == [shared is not None] * 2, logs
     assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=1e-4)
     assert [r["accuracy"] for r in two] == pytest.approx([r["accuracy"] for r in one], abs=0.011)
     assert len(two[0]["workers"]) == 2 and all(w["cpu_s"] > 0 for w in two[0]["workers"])
+    if shared is not None:
+        assert not list(shared.iterdir())
