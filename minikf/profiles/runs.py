@@ -78,6 +78,11 @@ class ProfilePlatform(Platform):
             self.outer.adopt(proc)
         return proc
 
+    def shared_memory_dir(self, resources: RunResources) -> Path | None:
+        """As the platform that runs the workers says (a quota's cores are kept: each rank pins
+        itself within its own affinity)."""
+        return (self.held or self.inner).shared_memory_dir(resources)
+
     def close(self) -> None:
         self.inner.close()
 
