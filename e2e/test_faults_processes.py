@@ -70,6 +70,8 @@ class Run:
     # TMPDIR: short, as a kernel's ZMQ socket path under it must fit in 107 bytes
     temp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mkf-")))
     snapshot_run_id: str | None = None
+    # Work dirs outside `temp`: a training job's on /dev/shm (from the live record, at the snapshot)
+    elsewhere: list[Path] = field(default_factory=list)
 
     @property
     def results(self) -> Path:
@@ -77,7 +79,13 @@ class Run:
 
     @property
     def workdirs(self) -> list[Path]:
-        return sorted(self.temp.glob("minikf-*"))
+        return sorted(self.temp.glob("minikf-*")) + [p for p in self.elsewhere if p.exists()]
+
+    def recorded_workdirs(self) -> list[Path]:
+        """The work dirs the run's live record lists now."""
+        for path in (self.tmp / "home" / "runs" / "live").glob("*.json"):
+            return [Path(p) for p in json.loads(path.read_text()).get("workdirs", [])]
+        return []
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "MINIKF_HOME": str(self.tmp / "home"), "TMPDIR": str(self.temp),
@@ -117,6 +125,7 @@ class Run:
     def take_snapshot(self, expect_processes: bool = True) -> None:
         """Everything the run has started, as it is now (pid -> start time, command line)."""
         self.snapshot_run_id = self.run_id()
+        self.elsewhere = [p for p in self.recorded_workdirs() if not p.is_relative_to(self.temp)]
         for proc in self.tree():
             try:
                 self.snapshot[proc.pid] = (proc.create_time(), _cmdline(proc))
@@ -165,7 +174,8 @@ class Run:
                     pass
         if self.proc is not None:
             self.clean()
-        shutil.rmtree(self.temp, ignore_errors=True)
+        for path in [self.temp, *self.elsewhere]:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
@@ -393,12 +403,17 @@ def test_kill_cli_and_its_reaper_then_minikf_clean_finds_what_was_left(run):
     run.proc.kill()
     assert run.finish(10) == -signal.SIGKILL
     _assert_nothing_left_but_records(run, ())
-    workdir, = run.workdirs
+    workdirs = run.workdirs
+    # the run's temp dir, and the 2-worker job's directory on /dev/shm (shm_allreduce.py)
+    assert [p.parent for p in workdirs] == [run.temp, Path("/dev/shm")], workdirs
     cleaned = run.clean()
     assert cleaned.returncode == 0, cleaned.stderr
-    assert cleaned.stdout.splitlines() == [
-        f"run {run.snapshot_run_id}: marked the run interrupted in {run.results / 'results.json'}",
-        f"run {run.snapshot_run_id}: removed work dir {workdir}", "2 leftover(s) removed"]
+    lines = cleaned.stdout.splitlines()
+    assert lines[0] == (f"run {run.snapshot_run_id}: marked the run interrupted in "
+                        f"{run.results / 'results.json'}")
+    assert sorted(lines[1:-1]) == sorted(f"run {run.snapshot_run_id}: removed work dir {p}"
+                                         for p in workdirs)
+    assert lines[-1] == "3 leftover(s) removed"
     assert run.workdirs == []
     _assert_nothing_left(run)
     assert {s["name"]: s["status"] for s in run.result()["steps"]}["train"] == "interrupted"
