@@ -32,7 +32,15 @@ from torch import nn  # noqa: E402
 
 from minikf.workload import fashion_data  # noqa: E402
 from minikf.workload.model import FashionCNN  # noqa: E402
-from minikf.workload.recipe import Augment, epoch_order, make_optimizer, make_schedule, steps_per_epoch  # noqa: E402
+from minikf.workload.recipe import (  # noqa: E402
+    Augment,
+    as_batch,
+    channels_last,
+    epoch_order,
+    make_optimizer,
+    make_schedule,
+    steps_per_epoch,
+)
 
 IMPORTED = time.time()
 
@@ -43,7 +51,7 @@ def train(data: Path, epochs: int, batch_size: int, lr: float, schedule: str,
     torch.manual_seed(seed)
     with np.load(data / "train.npz") as npz:
         x_all, y_all = torch.from_numpy(npz["x"]), torch.from_numpy(npz["y"])
-    model = FashionCNN()
+    model = channels_last(FashionCNN())
     optimizer = make_optimizer(model.parameters(), lr)
     sched = make_schedule(schedule, optimizer, lr, epochs * steps_per_epoch(len(y_all), batch_size, 1))
     aug = Augment(len(y_all), seed, enabled=augment)
@@ -54,7 +62,7 @@ def train(data: Path, epochs: int, batch_size: int, lr: float, schedule: str,
         for i in range(0, len(order), batch_size):
             idx = order[i:i + batch_size]
             optimizer.zero_grad()
-            nn.functional.cross_entropy(model(aug(x_all[idx], idx)), y_all[idx]).backward()
+            nn.functional.cross_entropy(model(as_batch(aug(x_all[idx], idx))), y_all[idx]).backward()
             optimizer.step()
             sched.step()
     return model.eval()

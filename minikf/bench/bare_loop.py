@@ -19,7 +19,15 @@ import torch
 from torch import nn
 
 from minikf.workload.model import FashionCNN
-from minikf.workload.recipe import Augment, epoch_order, make_optimizer, make_schedule, steps_per_epoch
+from minikf.workload.recipe import (
+    Augment,
+    as_batch,
+    channels_last,
+    epoch_order,
+    make_optimizer,
+    make_schedule,
+    steps_per_epoch,
+)
 
 
 def run(data_dir: Path, epochs: int, batch_size: int, lr: float, seed: int = 0,
@@ -30,7 +38,7 @@ def run(data_dir: Path, epochs: int, batch_size: int, lr: float, seed: int = 0,
         x_all, y_all = torch.from_numpy(npz["x"]), torch.from_numpy(npz["y"])
     # The same device rule as train_worker: CUDA where visible (CUDA_VISIBLE_DEVICES="" hides it).
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = FashionCNN().to(device)
+    model = channels_last(FashionCNN().to(device))
     optimizer = make_optimizer(model.parameters(), lr)
     sched = make_schedule(schedule, optimizer, lr, epochs * steps_per_epoch(len(y_all), batch_size, 1))
     aug = Augment(len(y_all), seed, enabled=augment)
@@ -42,7 +50,7 @@ def run(data_dir: Path, epochs: int, batch_size: int, lr: float, seed: int = 0,
         aug.set_epoch(epoch)
         for i in range(0, len(order), batch_size):
             idx = order[i:i + batch_size]
-            x, y = aug(x_all[idx], idx).to(device), y_all[idx].to(device)
+            x, y = as_batch(aug(x_all[idx], idx)).to(device), y_all[idx].to(device)
             optimizer.zero_grad()
             loss = nn.functional.cross_entropy(model(x), y)
             loss.backward()

@@ -11,6 +11,9 @@ Why these choices, on the sample's 700 training images (and why they hold on the
   On 700 images the model otherwise learns the training set by heart within a few epochs;
 - Adam, fused (one kernel per parameter for the whole update instead of a dozen small ops): on
   CPU the update took 0.9 ms of a 32-image step of about 7 ms, fused 0.4 ms; the same math;
+- the convolutions in channels-last layout (weights and each batch): on one CPU thread the
+  forward pass took half the time (1.8 against 3.5 ms at 32 images), a step 145 against 197 us
+  an image; the same math;
 - a one-cycle learning-rate schedule (a warm-up to `lr`, then annealing to near zero): a higher
   peak than a constant rate could keep, and the small steps at the end settle the weights.
 """
@@ -81,6 +84,16 @@ class Augment:
             cols = shifts[:, 1, None] + torch.arange(w)
             x = padded[torch.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
         return x
+
+
+def channels_last(net: torch.nn.Module) -> torch.nn.Module:
+    """`net` with its weights in channels-last layout (see the module docstring)."""
+    return net.to(memory_format=torch.channels_last)
+
+
+def as_batch(x: torch.Tensor) -> torch.Tensor:
+    """Images (N, H, W) as the network's input (N, 1, H, W), channels-last like its weights."""
+    return x.unsqueeze(1).contiguous(memory_format=torch.channels_last)
 
 
 def make_optimizer(params, lr: float) -> torch.optim.Optimizer:

@@ -43,6 +43,8 @@ from minikf.workload.contract import EXIT_PEER_LOST, EXIT_PEER_TIMEOUT, SCHEDULE
 from minikf.workload.model import FashionCNN, save_model
 from minikf.workload.recipe import (
     Augment,
+    as_batch,
+    channels_last,
     epoch_order,
     make_optimizer,
     make_schedule,
@@ -159,7 +161,7 @@ def train_epoch(model, x_all, y_all, order, per_rank, augment, optimizer, schedu
     correct = torch.zeros((), dtype=torch.int64, device=device)
     for i in range(0, len(order), per_rank):
         idx = order[i:i + per_rank]
-        x, y = augment(x_all[idx], idx).to(device), y_all[idx].to(device)
+        x, y = as_batch(augment(x_all[idx], idx)).to(device), y_all[idx].to(device)
         optimizer.zero_grad(set_to_none=True)
         logits = model(x)
         loss = nn.functional.cross_entropy(logits, y)
@@ -325,7 +327,7 @@ def main(argv: list[str] | None = None) -> None:
     x_all, y_all = load_train(args.data)
     per_rank = rank_batch(args.batch_size, world)
     augment = Augment(len(y_all), args.seed, enabled=args.augment)
-    net = FashionCNN().to(device)
+    net = channels_last(FashionCNN().to(device))
     model = data_parallel(net, rank, world, device)
     optimizer = make_optimizer(model.parameters(), args.lr)
     schedule = make_schedule(args.schedule, optimizer, args.lr,
