@@ -115,6 +115,14 @@ class _SlowClient:
         return container
 
 
+def _owned(label: str) -> dict[str, str]:
+    """A task container's labels as a live run's are (kfp_docker_runner's): owned by this
+    process, so a `minikf clean` that another test runs meanwhile leaves it alone rather than
+    removing it as an orphan (which made the exit status unreadable: a flaky 1 for a 0)."""
+    return {engine.RUN_LABEL: label, engine.OWNER_LABEL: "1",
+            engine.PROCESS_LABEL: engine.this_process()}
+
+
 def test_the_docker_driver_reads_each_task_status_before_removing_its_container(platforms,
                                                                                  monkeypatch):
     """kfp.local's own task runner starts containers with auto_remove and reports a status it
@@ -134,7 +142,7 @@ def test_the_docker_driver_reads_each_task_status_before_removing_its_container(
     try:
         codes = [docker_task_handler.run_docker_container(
             client=_SlowClient(cli), image="minikf/runtime", command=["sh", "-c", f"exit {code}"],
-            volumes={}, labels={engine.RUN_LABEL: label}, init=True) for code in (3, 0, 4)]
+            volumes={}, labels=_owned(label), init=True) for code in (3, 0, 4)]
         assert codes == [3, 0, 4]
         assert cli.containers.list(all=True, filters={"label": f"{engine.RUN_LABEL}={label}"}) == []
     finally:
@@ -167,7 +175,7 @@ def test_a_task_container_removed_while_it_runs_is_a_failure(platforms):
     remover.start()
     try:
         code = run_task_container(cli, "minikf/runtime", ["sleep", "60"], {},
-                                  labels={engine.RUN_LABEL: label}, init=True)
+                                  labels=_owned(label), init=True)
         remover.join()
         assert code != 0
     finally:
