@@ -1,4 +1,4 @@
-"""One all-reduce of the model's gradients, timed alone: what each DDP step pays for it.
+"""One all-reduce of the model's gradients, timed alone: what each training step pays for it.
 
 python -m minikf.bench.allreduce --numel N --calls K   (one process per rank, worker_env's contract)
 Rank 0 prints one JSON line: wall and CPU milliseconds per all-reduce (CPU: every thread of
@@ -45,8 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     if shared is not None:
         exchange = SharedMemoryAllReduce(dist.get_rank(), dist.get_world_size(), shared, 120.0)
 
-        def reduce(tensor: torch.Tensor) -> None:  # a region per size, as per DDP bucket
-            exchange.average(tensor, bucket=tensor.numel())
+        def reduce(tensor: torch.Tensor) -> None:  # as a worker sums its flat gradients
+            exchange.slot(tensor.numel()).copy_(tensor)
+            exchange.sum_slots(tensor)
     else:
         reduce = dist.all_reduce
     figures = {"numel": args.numel, "calls": args.calls, "world": dist.get_world_size(),

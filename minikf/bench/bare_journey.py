@@ -53,11 +53,11 @@ def train(data: Path, epochs: int, batch_size: int, lr: float, schedule: str,
         x_all, y_all = torch.from_numpy(npz["x"]), torch.from_numpy(npz["y"])
     model = channels_last(FashionCNN())
     optimizer = make_optimizer(model.parameters(), lr)
-    sched = make_schedule(schedule, optimizer, lr, epochs * steps_per_epoch(len(y_all), batch_size, 1))
+    sched = make_schedule(schedule, optimizer, lr, epochs * steps_per_epoch(len(y_all), batch_size))
     aug = Augment(len(y_all), seed, enabled=augment)
     model.train()
     for epoch in range(1, epochs + 1):
-        order = epoch_order(len(y_all), epoch, seed, 0, 1)
+        order = epoch_order(len(y_all), epoch, seed)
         aug.set_epoch(epoch)
         for i in range(0, len(order), batch_size):
             idx = order[i:i + batch_size]

@@ -1,6 +1,7 @@
 """A bare PyTorch training loop (no DDP, no harness) used as the benchmark baseline.
 
 python -m minikf.bench.bare_loop --data DIR --epochs N --batch-size B --lr LR [--schedule S] [--augment]
+    [--core C]
 Prints one JSON line: {"images_per_s": ..., "images": ..., "seconds": ...}.
 
 The same work as one worker of the journey's job: the same model, recipe and images per step
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -40,13 +42,13 @@ def run(data_dir: Path, epochs: int, batch_size: int, lr: float, seed: int = 0,
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = channels_last(FashionCNN().to(device))
     optimizer = make_optimizer(model.parameters(), lr)
-    sched = make_schedule(schedule, optimizer, lr, epochs * steps_per_epoch(len(y_all), batch_size, 1))
+    sched = make_schedule(schedule, optimizer, lr, epochs * steps_per_epoch(len(y_all), batch_size))
     aug = Augment(len(y_all), seed, enabled=augment)
     model.train()
     seen = 0
     started = time.monotonic()  # only the training loop is timed
     for epoch in range(1, epochs + 1):
-        order = epoch_order(len(y_all), epoch, seed, 0, 1)
+        order = epoch_order(len(y_all), epoch, seed)
         aug.set_epoch(epoch)
         for i in range(0, len(order), batch_size):
             idx = order[i:i + batch_size]
@@ -71,7 +73,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=0.002)
     parser.add_argument("--schedule", default="constant")
     parser.add_argument("--augment", action="store_true")
+    parser.add_argument("--core", type=int, default=None,
+                        help="run on this core only (as a rank of a job on this host would)")
     args = parser.parse_args(argv)
+    if args.core is not None:
+        os.sched_setaffinity(0, {args.core})
     print(json.dumps(run(args.data, args.epochs, args.batch_size, args.lr, schedule=args.schedule,
                          augment=args.augment)), flush=True)
 

@@ -213,8 +213,11 @@ def html_section(result: dict) -> str:
         extra = ""
         pairs += [(k, result.get(k)) for k in ("device", "gpu", "baseline_images_per_s",
                                                "harness_images_per_s", "harness_overhead_pct",
-                                               "scaling_efficiency_2", "baseline_peak_rss_mb",
+                                               "scaling_efficiency_2", "machine_ceiling_2",
+                                               "scaling_2_of_two_apart", "baseline_peak_rss_mb",
                                                "harness_peak_rss_mb", "note")]
+        pairs += [(f"1->{n} efficiency, median of rounds", v)
+                  for n, v in result.get("scaling_efficiency_median", {}).items()]
         pairs += [(f"{n} worker(s) images/s", v) for n, v in result.get("scaling", {}).items()]
         pairs += [(f"{n} worker(s) peak RSS MiB per worker", v)
                   for n, v in result.get("worker_peak_rss_mb", {}).items()]

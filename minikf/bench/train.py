@@ -22,6 +22,16 @@ augmentation: by default the journey's, from scenarios/fashion-mnist.yaml):
   processes at the model's gradient size and at 1,000 floats: its fixed part), as a share of
   the 2-worker step, with gloo's all-reduce beside it; what is left is lock-step waiting, the
   two cores' shared cache and clock, and the epochs' ends;
+- two_apart: the most 2 workers could reach on this machine: two bare loops at half the batch,
+  at once, each on a core of its own, never talking (measured in every round, best counts).
+  machine_ceiling_2 is their images/s over twice the bare loop's (what the machine and the
+  smaller step allow 1->2 at best: shared caches, memory, a neighbour on the host's core);
+  scaling_2_of_two_apart is the 2-worker job's images/s over theirs (what the job's own
+  exchange and lock-step cost);
+- the same ratios round by round (`scaling_efficiency_rounds`, each round's N and 1 worker
+  minutes apart) and their medians: on a machine whose speed drifts with a neighbour's (one
+  core's CPU time for the same work 1.0 against 1.4 s, seen), the best of each count comes from
+  different rounds, and the median of the paired ratios is the steadier figure;
 - memory: each process's own peak RSS (ru_maxrss from os.wait4 on its pid), per worker;
 - on CUDA, also the standard synthetic ResNet-50 images/s (minikf.bench.resnet).
 
@@ -34,6 +44,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -51,22 +62,45 @@ TIMEOUT_S = 600
 def _baseline(data_dir: Path, epochs: int, batch_size: int, lr: float, recipe: dict,
               env: dict) -> tuple[float, float | None]:
     """The bare loop's images/s and its process's peak RSS (MiB)."""
+    return _bare_loops(data_dir, epochs, batch_size, lr, recipe, env, [None])[0]
+
+
+def _bare_loops(data_dir: Path, epochs: int, batch_size: int, lr: float, recipe: dict, env: dict,
+                cores: list[int | None]) -> list[tuple[float, float | None]]:
+    """One bare loop per entry of `cores`, all at once, each on that core (None: anywhere):
+    each one's images/s and peak RSS (MiB)."""
     cmd = [sys.executable, "-m", "minikf.bench.bare_loop", "--data", str(data_dir),
            "--epochs", str(epochs), "--batch-size", str(batch_size), "--lr", str(lr),
            *recipe_flags(**recipe)]
     with tempfile.TemporaryDirectory(prefix="minikf-bench-") as tmp:
-        out = Path(tmp) / "bare.log"
+        outs = [Path(tmp) / f"bare-{i}.log" for i in range(len(cores))]
         resources = RunResources()
         try:
-            proc = resources.spawn(cmd, out, env=env)
-            code, rss = wait_with_peak_rss(proc, TIMEOUT_S)
+            procs = [resources.spawn(cmd + ([] if core is None else ["--core", str(core)]), out,
+                                     env=env) for core, out in zip(cores, outs, strict=True)]
+            waited = [wait_with_peak_rss(proc, TIMEOUT_S) for proc in procs]
         finally:
             resources.cleanup()
-        text = out.read_text()
-    if code != 0:
-        raise RuntimeError(f"bare loop failed (rc {code}):\n{text[-2000:]}")
-    lines = [line for line in text.splitlines() if line.startswith("{")]
-    return float(json.loads(lines[-1])["images_per_s"]), rss
+        texts = [out.read_text() for out in outs]
+    results = []
+    for (code, rss), text in zip(waited, texts, strict=True):
+        if code != 0:
+            raise RuntimeError(f"bare loop failed (rc {code}):\n{text[-2000:]}")
+        lines = [line for line in text.splitlines() if line.startswith("{")]
+        results.append((float(json.loads(lines[-1])["images_per_s"]), rss))
+    return results
+
+
+def _two_apart(data_dir: Path, epochs: int, batch_size: int, lr: float, recipe: dict,
+               env: dict) -> float | None:
+    """Two bare loops at half the batch, at once, each on a core of its own (as the 2 ranks of
+    a job on this host run), that never talk: their images/s together. What this machine gives
+    two processes at all; None with fewer than 2 cores to run on."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cores) < 2:
+        return None
+    pair = _bare_loops(data_dir, epochs, max(1, batch_size // 2), lr, recipe, env, cores[:2])
+    return sum(ips for ips, _ in pair)
 
 
 def _harness(data_dir: Path, world: int, epochs: int, batch_size: int, lr: float, recipe: dict,
@@ -103,8 +137,10 @@ def _harness(data_dir: Path, world: int, epochs: int, batch_size: int, lr: float
     rates = [row["images_per_s"] for row in rows]
     images = sum(row["images_per_s"] * row["seconds"] for row in rows)  # each epoch's count
     cpu = sum(w.get("cpu_s", 0.0) for row in rows for w in row["workers"])
+    by_rank = [sum(row["workers"][r].get("images", 0) for row in rows) for r in range(world)]
     return {"images_per_s": sum(rates) / len(rates), "rss": rss,
-            "cpu_ms_per_image": cpu / images * 1000 if images and cpu else None}
+            "cpu_ms_per_image": cpu / images * 1000 if images and cpu else None,
+            "images_by_rank": by_rank}
 
 
 def _allreduce(numel: int, env: dict, shared_memory: bool = False) -> dict:
@@ -171,6 +207,7 @@ def bench_train(data_dir: Path, workers: list[int], epochs: int = 1, batch_size:
     # a neighbour's burst only ever slows a run down, so the best is the least disturbed.
     bases: list[tuple[float, float | None]] = []
     halves: list[float] = []  # the bare loop at half the batch: a rank's step among 2
+    apart: list[float] = []  # two of those at once, a core each, never talking
     runs: dict[int, list[dict]] = {n: [] for n in counts}
     loads = []
     for _ in range(max(rounds, 1)):
@@ -178,6 +215,8 @@ def bench_train(data_dir: Path, workers: list[int], epochs: int = 1, batch_size:
         bases.append(_baseline(data_dir, epochs, batch_size, lr, recipe, env))
         if 2 in counts and not cuda:
             halves.append(_baseline(data_dir, epochs, max(1, batch_size // 2), lr, recipe, env)[0])
+            if (both := _two_apart(data_dir, epochs, batch_size, lr, recipe, env)) is not None:
+                apart.append(both)
         for n in counts:
             runs[n].append(_harness(data_dir, n, epochs, batch_size, lr, recipe, env))
     baseline, baseline_rss = max(bases, key=lambda r: r[0])
@@ -205,6 +244,12 @@ def bench_train(data_dir: Path, workers: list[int], epochs: int = 1, batch_size:
         "scaling": scaling,
         "scaling_metric": "global images/s as rank 0 reports it (all-reduced count / rank-0 epoch time)",
         "scaling_efficiency": {str(n): scaling[str(n)] / (n * harness) for n in counts if n > 1},
+        # Each round's own ratio (N and 1 worker measured minutes apart, not the best of each
+        # from different rounds), and their median: on a machine whose speed drifts with its
+        # neighbours', the steadier figure.
+        "scaling_efficiency_rounds": {str(n): _paired(runs[n], runs[1], n) for n in counts if n > 1},
+        "scaling_efficiency_median": {str(n): statistics.median(_paired(runs[n], runs[1], n))
+                                      for n in counts if n > 1},
         "cpu_ms_per_image": cpu,
         "cpu_efficiency": {str(n): cpu["1"] / cpu[str(n)] for n in counts
                            if n > 1 and cpu["1"] and cpu[str(n)]},
@@ -212,12 +257,23 @@ def bench_train(data_dir: Path, workers: list[int], epochs: int = 1, batch_size:
         "baseline_peak_rss_mb": baseline_rss,
         "harness_peak_rss_mb": best[1]["rss"][0],
         "worker_peak_rss_mb": {str(n): r["rss"] for n, r in best.items()},
+        # how the best run of each count shared its images out (ranks on one host: by speed)
+        "images_by_rank": {str(n): r["images_by_rank"] for n, r in best.items()},
         "resnet50": None,
     }
     if "2" in scaling:
         result["scaling_efficiency_2"] = result["scaling_efficiency"]["2"]
         if halves:
             result["profile_2"] = _profile_2(max(halves), baseline, scaling["2"], batch_size, env)
+        if apart:
+            # The most 2 workers could reach here: what the machine gives two processes that
+            # never talk, against twice one bare loop; and the 2-worker job against those two.
+            result["two_apart_images_per_s_rounds"] = apart
+            result["two_apart_images_per_s"] = max(apart)
+            result["machine_ceiling_2"] = max(apart) / (2 * baseline)
+            result["scaling_2_of_two_apart"] = scaling["2"] / max(apart)
+            result["scaling_2_of_two_apart_median"] = statistics.median(
+                r["images_per_s"] / a for r, a in zip(runs[2], apart, strict=True))
     if counts[-1] > 1:
         result["scaling_max_workers"] = counts[-1]
         result["scaling_efficiency_n"] = result["scaling_efficiency"][str(counts[-1])]
@@ -231,6 +287,11 @@ def bench_train(data_dir: Path, workers: list[int], epochs: int = 1, batch_size:
         gpu_here = torch.cuda.is_available()
         result["note"] = "CPU only (--device cpu)" if gpu_here else "no GPU present: CPU only"
     return result
+
+
+def _paired(n_runs: list[dict], one_runs: list[dict], n: int) -> list[float]:
+    """Each round's N-worker images/s over N times its 1-worker images/s."""
+    return [r["images_per_s"] / (n * o["images_per_s"]) for r, o in zip(n_runs, one_runs, strict=True)]
 
 
 def _profile_2(half: float, whole: float, two: float, batch_size: int, env: dict) -> dict:

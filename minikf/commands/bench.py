@@ -129,7 +129,10 @@ def bench_train_cmd(
     for n, eff in figures["scaling_efficiency"].items():
         cpu = figures["cpu_efficiency"].get(n)
         cpu_text = f", CPU efficiency {cpu:.2f} (CPU per image of 1 worker / of {n})" if cpu else ""
-        typer.echo(f"scaling 1->{n} workers: {eff:.2f} efficiency{cpu_text}")
+        median = figures.get("scaling_efficiency_median", {}).get(n)
+        paired = f" (each round's own: median {median:.2f})" if median is not None and \
+            len(figures["scaling_rounds"][n]) > 1 else ""
+        typer.echo(f"scaling 1->{n} workers: {eff:.2f} efficiency{paired}{cpu_text}")
     if figures.get("profile_2"):
         prof, lost = figures["profile_2"], (1 - figures["scaling_efficiency_2"]) * 100
         ar, how = prof["allreduce"]["model"], prof["allreduce"].get("exchange", "gloo")
@@ -141,6 +144,12 @@ def bench_train_cmd(
                    f"({ar['cpu_ms']:.2f} ms CPU; {prof['allreduce_fixed_share_pct']:.0f}% of it fixed "
                    f"per call{beside}), {prof['allreduce_share_of_step_pct']:.0f}% of the 2-worker "
                    "step; the rest is lock-step waiting, the cores' shared cache and clock, epoch ends")
+    if figures.get("machine_ceiling_2"):
+        typer.echo(f"two bare loops at once, a core each, never talking: "
+                   f"{figures['two_apart_images_per_s']:.0f} images/s, {figures['machine_ceiling_2']:.2f} "
+                   f"of twice one (the most 1->2 can reach here); the 2-worker job made "
+                   f"{figures['scaling_2_of_two_apart']:.2f} of theirs (each round's own: median "
+                   f"{figures['scaling_2_of_two_apart_median']:.2f})")
     typer.echo(f"workers: auto here now: {figures['auto']['reason']}")
     if figures.get("resnet50"):
         r = figures["resnet50"]

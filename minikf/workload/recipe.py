@@ -2,10 +2,14 @@
 images are ordered, split among the ranks, augmented, and how the learning rate moves.
 
 Why these choices, on the sample's 700 training images (and why they hold on the full set):
-- the job's batch is split among the ranks, and each rank takes every world-th image of one
-  shuffled order (DistributedSampler's), so step k of any rank count covers the same images as
-  step k of one process: the model a job trains does not depend on how many workers the
-  platform chose for it (only the order of float sums differs);
+- one shuffled order of the images an epoch, cut into the job's batches: step k covers the same
+  images whatever the rank count, each rank taking a contiguous share of the step. Each rank's
+  loss is its images' summed loss over the whole step's image count, and the ranks' gradients
+  are summed, so a step's gradient is that of the step's mean loss however it is shared out: the
+  model a job trains does not depend on how many workers the platform chose for it, nor on how
+  the step was divided (only the order of float sums differs). So shares need not be equal:
+  ranks on one host share each step in proportion to how fast each has been (`split`), and a
+  core slowed by a neighbour does not hold the other ranks back by the difference;
 - augmentation: a random horizontal flip and a shift of up to `shift` pixels per image, drawn
   from (seed, epoch) alone for the whole data set, so again the same whatever the rank count.
   On 700 images the model otherwise learns the training set by heart within a few epochs;
@@ -21,27 +25,48 @@ Why these choices, on the sample's 700 training images (and why they hold on the
 from __future__ import annotations
 
 import torch
-from torch.utils.data import DistributedSampler
 
 from minikf.workload.contract import SCHEDULES
 
 
-def rank_batch(batch_size: int, world: int) -> int:
-    """Each rank's share of the job's batch (a remainder is dropped: all ranks step together)."""
-    return max(1, batch_size // world)
+def epoch_order(images: int, epoch: int, seed: int) -> torch.Tensor:
+    """The job's image indices for `epoch`, in order: one shuffle from (seed, epoch) alone (the
+    order torch's DistributedSampler gives one replica)."""
+    generator = torch.Generator().manual_seed(seed + epoch)
+    return torch.randperm(images, generator=generator)
 
 
-def epoch_order(images: int, epoch: int, seed: int, rank: int, world: int) -> torch.Tensor:
-    """This rank's image indices for `epoch`, in order: every world-th of one shuffle."""
-    sampler = DistributedSampler(range(images), num_replicas=world, rank=rank, seed=seed)
-    sampler.set_epoch(epoch)
-    return torch.tensor(list(sampler), dtype=torch.int64)
+def steps_per_epoch(images: int, batch_size: int) -> int:
+    """How many steps an epoch takes (the same for every rank, whatever the rank count)."""
+    return -(-images // batch_size)
 
 
-def steps_per_epoch(images: int, batch_size: int, world: int) -> int:
-    """How many steps each rank takes per epoch (the same on every rank)."""
-    per_rank = -(-images // world)  # DistributedSampler pads to equal shards
-    return -(-per_rank // rank_batch(batch_size, world))
+def step_images(order: torch.Tensor, step: int, batch_size: int) -> torch.Tensor:
+    """The images of the job's step `step` (the last one of an epoch may be smaller)."""
+    return order[step * batch_size:(step + 1) * batch_size]
+
+
+def split(images: int, weights: list[float]) -> list[int]:
+    """`images` shared out in proportion to `weights` (one per rank, in rank order), each rank
+    getting at least one while there are enough; largest remainders get the leftovers, the
+    lowest rank first on a tie, so every rank computes the same shares from the same weights."""
+    ranks = len(weights)
+    floor = 1 if images >= ranks else 0
+    total = sum(weights)
+    exact = [images * w / total if total > 0 else images / ranks for w in weights]
+    shares = [max(floor, int(e)) for e in exact]
+    while sum(shares) > images:  # the floor of 1 took images from the largest share
+        shares[shares.index(max(shares))] -= 1
+    by_remainder = sorted(range(ranks), key=lambda r: (-(exact[r] - shares[r]), r))
+    for r in by_remainder[:images - sum(shares)]:
+        shares[r] += 1
+    return shares
+
+
+def rank_share(images: torch.Tensor, shares: list[int], rank: int) -> torch.Tensor:
+    """This rank's contiguous part of a step's `images`."""
+    start = sum(shares[:rank])
+    return images[start:start + shares[rank]]
 
 
 # The augmentation: the chance of a horizontal flip, the most pixels of a shift.

@@ -1,4 +1,4 @@
-"""Averaging gradients through shared memory, for data-parallel ranks on one host.
+"""Summing gradients through shared memory, for data-parallel ranks on one host.
 
 Why: gloo's all-reduce over loopback TCP costs 1-2 ms a call at the journey model's 207k
 gradients, most of it fixed (socket wake-ups, thread hand-offs), and about 1 ms of CPU; a rank's
@@ -6,17 +6,16 @@ step on 32 images is about 8 ms, so on 2 cores a 2-worker job ran at 0.56-0.61 o
 worker. Ranks on one host can instead each copy their gradients into a slot of a shared-memory
 region, tell the others through a FIFO, and each sum the slots: a fraction of a millisecond.
 
-How: DDP's communication hook (DistributedDataParallel.register_comm_hook), DDP's documented
-way to replace how a bucket of gradients is reduced; DDP's bucketing, its broadcast of the first
-weights and its hooks stay as they are. The launcher says the ranks share a host by handing
-them one directory on a tmpfs (MINIKF_SHM_DIR; the local platform and `minikf bench train` do);
-anywhere else (containers, pods) the ranks use gloo or nccl as before.
+How: each rank writes its flat gradients (and what it reports beside them: how fast it has been,
+see replicas.py) into its slot, and `sum_slots` sums every rank's. The launcher says the ranks
+share a host by handing them one directory on a tmpfs (MINIKF_SHM_DIR; the local platform and
+`minikf bench train` do); anywhere else (containers, pods) the ranks use DDP over gloo or nccl.
 
-- Every rank sums the same slots in rank order, so every rank gets the same bits (DDP needs its
-  replicas to stay identical).
-- One signal a call: two halves of each region are used in turn. A rank writes a bucket's
-  (n+2)-th gradients only after each other rank signalled its (n+1)-th call, which it does only
-  once it has read the n-th; so no rank overwrites a slot another may still read.
+- Every rank sums the same slots in rank order, so every rank gets the same bits (the replicas
+  must stay identical).
+- One signal a call: two halves of each region are used in turn. A rank writes its (n+2)-th
+  slot only after each other rank signalled its (n+1)-th call, which it does only once it has
+  read the n-th; so no rank overwrites a slot another may still read.
 - Rank S tells rank R through its own FIFO "S-to-R": a rank that exits closes its end, which the
   other sees at once (PeerLost, naming it); a rank that stops answering is waited for at most
   the collective timeout (PeerTimeout). Both end the worker as gloo's errors do (contract.py).
@@ -39,7 +38,7 @@ from minikf.workload.contract import SHM_DIR_ENV, PeerLost, PeerTimeout
 
 
 class SharedMemoryAllReduce:
-    """One rank's end of the exchange: its FIFOs, and a region per gradient bucket."""
+    """One rank's end of the exchange: its FIFOs, and a region per vector length."""
 
     def __init__(self, rank: int, world: int, directory: Path, timeout_s: float,
                  doing: Callable[[], str] = lambda: "training") -> None:
@@ -67,20 +66,28 @@ class SharedMemoryAllReduce:
             inbox[peer] = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         return inbox
 
-    def _region(self, bucket: int, numel: int, dtype: torch.dtype) -> torch.Tensor:
-        """[2 halves, world slots, numel] of shared memory for one bucket (every rank maps the
-        same file; the first to get there creates it)."""
-        if bucket not in self.regions:
-            path = self.dir / f"bucket-{bucket}"
-            flat = torch.from_file(str(path), shared=True, size=2 * self.world * numel, dtype=dtype)
-            self.regions[bucket] = flat.view(2, self.world, numel)
-        return self.regions[bucket]
+    def _region(self, numel: int) -> torch.Tensor:
+        """[2 halves, world slots, numel] of shared memory for vectors of `numel` floats (every
+        rank maps the same file; the first to get there creates it)."""
+        if numel not in self.regions:
+            path = self.dir / f"vectors-{numel}"
+            flat = torch.from_file(str(path), shared=True, size=2 * self.world * numel,
+                                   dtype=torch.float32)
+            self.regions[numel] = flat.view(2, self.world, numel)
+        return self.regions[numel]
 
-    def average(self, buffer: torch.Tensor, bucket: int) -> torch.Tensor:
-        """`buffer` (this rank's gradients) replaced by the mean over every rank's."""
-        calls = self.calls.get(bucket, 0)
-        slots = self._region(bucket, buffer.numel(), buffer.dtype)[calls % 2]
-        slots[self.rank].copy_(buffer.view(-1))
+    def slot(self, numel: int) -> torch.Tensor:
+        """This rank's slot for the next call with vectors of `numel` floats: write into it,
+        then call sum_slots."""
+        return self._region(numel)[self.calls.get(numel, 0) % 2][self.rank]
+
+    def sum_slots(self, out: torch.Tensor, tail: int = 0) -> torch.Tensor:
+        """Every rank's slot summed into `out` (1-D), in rank order, once each has written its
+        own; a slot's last `tail` floats are not summed but come back as each rank wrote them,
+        a [world, tail] tensor (what each rank reports beside its vector)."""
+        numel = out.numel() + tail
+        calls = self.calls.get(numel, 0)
+        slots = self._region(numel)[calls % 2]
         for peer, fd in self.outbox.items():
             try:
                 os.write(fd, b"\0")
@@ -89,9 +96,10 @@ class SharedMemoryAllReduce:
                                f"{self.doing()}") from None
         self._wait_for_peers()
         if calls == 0:  # every rank has written its slot, so every rank has the file mapped
-            (self.dir / f"bucket-{bucket}").unlink(missing_ok=True)
-        self.calls[bucket] = calls + 1
-        return _mean(slots, out=buffer.view(-1)).view_as(buffer)
+            (self.dir / f"vectors-{numel}").unlink(missing_ok=True)
+        self.calls[numel] = calls + 1
+        _sum(slots[:, :out.numel()], out=out)
+        return slots[:, out.numel():].clone()
 
     def _wait_for_peers(self) -> None:
         """One byte from every other rank, or PeerLost / PeerTimeout naming who failed."""
@@ -110,21 +118,11 @@ class SharedMemoryAllReduce:
                                    f"{self.doing()}")
 
 
-def _mean(slots: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """The mean of the slots, summed in rank order; for 2 ranks one kernel (lerp at 0.5), not a
-    sum and a division (each a pass over the gradients)."""
+def _sum(slots: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """The slots summed in rank order; for 2 ranks one kernel (add), not a reduction."""
     if len(slots) == 2:
-        return torch.lerp(slots[0], slots[1], 0.5, out=out)
-    torch.sum(slots, dim=0, out=out)
-    return out.div_(len(slots))
-
-
-def allreduce_hook(state, bucket):  # no annotations: DDP checks them, and these would be strings
-    """DDP's communication hook: the bucket (a dist.GradBucket) averaged over every rank,
-    already done."""
-    future: torch.futures.Future = torch.futures.Future()
-    future.set_result(state.average(bucket.buffer(), bucket.index()))
-    return future
+        return torch.add(slots[0], slots[1], out=out)
+    return torch.sum(slots, dim=0, out=out)
 
 
 def shared_directory() -> Path | None:

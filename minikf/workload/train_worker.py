@@ -37,7 +37,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from minikf.workload.contract import EXIT_PEER_LOST, EXIT_PEER_TIMEOUT, SCHEDULES, PeerLost, PeerTimeout
 from minikf.workload.model import FashionCNN, save_model
@@ -48,10 +47,12 @@ from minikf.workload.recipe import (
     epoch_order,
     make_optimizer,
     make_schedule,
-    rank_batch,
+    rank_share,
+    step_images,
     steps_per_epoch,
 )
-from minikf.workload.shm_allreduce import SharedMemoryAllReduce, allreduce_hook, shared_directory
+from minikf.workload.replicas import Alone, SharedMemory, make_replicas
+from minikf.workload.shm_allreduce import shared_directory
 
 
 def _seconds(name: str, default: float) -> float:
@@ -84,8 +85,8 @@ class Progress:
 
 progress = Progress()
 
-# What must outlive main(): the DDP model, whose reducer holds the process group (see the module
-# docstring: freeing the group can deadlock). The process ends with os._exit, never freeing it.
+# What must outlive main(): the replicas (a DDP model's reducer holds the process group; see the
+# module docstring: freeing the group can deadlock). The process ends with os._exit, never freeing it.
 _held: list = []
 
 
@@ -149,28 +150,36 @@ def load_train(data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.from_numpy(npz["x"]), torch.from_numpy(npz["y"])
 
 
-def train_epoch(model, x_all, y_all, order, per_rank, augment, optimizer, schedule,
+def train_epoch(replicas: Alone, x_all, y_all, order, batch_size, augment, optimizer, schedule,
                 device) -> list[list[float]]:
-    """One pass over this rank's `order` in batches of `per_rank` (augmented, indexed straight
-    out of the tensors: no per-image Dataset calls); every worker's [loss sum, correct, seen,
-    seconds, CPU seconds (all its threads)], gathered on each rank (the job's figures are their
-    sums; rank 0 also records each worker's own)."""
+    """One pass over the epoch's `order` in the job's steps of `batch_size` images, this rank
+    training its share of each (augmented, indexed straight out of the tensors: no per-image
+    Dataset calls; recipe.py); every worker's [loss sum, correct, seen, seconds, CPU seconds
+    (all its threads)], gathered on each rank (the job's figures are their sums; rank 0 also
+    records each worker's own)."""
+    model, rank = replicas.model, dist.get_rank()
     model.train()
     started, cpu = time.monotonic(), time.process_time()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
-    for i in range(0, len(order), per_rank):
-        idx = order[i:i + per_rank]
+    seen = 0
+    for step in range(steps_per_epoch(len(order), batch_size)):
+        step_started = time.perf_counter()
+        images = step_images(order, step, batch_size)
+        idx = rank_share(images, replicas.shares(len(images)), rank)
         x, y = as_batch(augment(x_all[idx], idx)).to(device), y_all[idx].to(device)
         optimizer.zero_grad(set_to_none=True)
         logits = model(x)
-        loss = nn.functional.cross_entropy(logits, y)
+        # This rank's part of the step's mean loss: the ranks' gradients are summed (recipe.py).
+        loss = nn.functional.cross_entropy(logits, y, reduction="sum") / len(images)
         loss.backward()
+        replicas.sum_gradients(len(idx) / (time.perf_counter() - step_started))
         optimizer.step()
         schedule.step()
-        loss_sum += loss.detach() * len(y)
+        loss_sum += loss.detach() * len(images)
         correct += (logits.detach().argmax(1) == y).sum()
-    totals = torch.tensor([loss_sum.item(), correct.item(), len(order), time.monotonic() - started,
+        seen += len(idx)
+    totals = torch.tensor([loss_sum.item(), correct.item(), seen, time.monotonic() - started,
                            time.process_time() - cpu], dtype=torch.float64, device=device)
     gathered = [torch.zeros_like(totals) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, totals)
@@ -180,11 +189,13 @@ def train_epoch(model, x_all, y_all, order, per_rank, augment, optimizer, schedu
 def epoch_line(epoch: int, workers: list[list[float]], seconds: float) -> dict:
     """metrics.jsonl's line: the job's loss, accuracy and images/s over the epoch's wall time,
     and each worker's own (its shard's loss and accuracy, its images/s over its own time, the
-    CPU seconds it used: what `minikf bench train` compares across worker counts)."""
+    CPU seconds it used: what `minikf bench train` compares across worker counts). Ranks on one
+    host share the steps by speed (replicas.py), so their image counts may differ."""
     loss_sum, correct, seen = (sum(w[i] for w in workers) for i in range(3))
     return {"epoch": epoch, "loss": loss_sum / seen, "accuracy": correct / seen,
             "images_per_s": seen / seconds, "seconds": seconds,
-            "workers": [{"rank": rank, "loss": w[0] / w[2], "accuracy": w[1] / w[2],
+            "workers": [{"rank": rank, "loss": w[0] / w[2] if w[2] else 0.0,
+                         "accuracy": w[1] / w[2] if w[2] else 0.0, "images": int(w[2]),
                          "images_per_s": w[2] / w[3] if w[3] else 0.0, "seconds": w[3],
                          "cpu_s": w[4]}
                         for rank, w in enumerate(workers)]}
@@ -282,37 +293,6 @@ def finish_job(rank: int, world: int, timeout_s: float) -> None:
     progress("every rank is done")
 
 
-def pin_to_own_core(rank: int, world: int) -> None:
-    """Ranks on one host, each on a core of its own (the rank-th of the cores this process may
-    use, so a quota's cores are kept): lock-step ranks that the scheduler moves between cores
-    wait for each other's cold caches (5-10% of the 2-worker job's images/s, measured). Left
-    alone when there are fewer cores than ranks."""
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if len(cores) >= world:
-        os.sched_setaffinity(0, {cores[rank]})
-
-
-def data_parallel(net: nn.Module, rank: int, world: int, device: torch.device) -> nn.Module:
-    """`net` wrapped in DDP, whose all-reduce each step averages the ranks' gradients; one rank
-    alone trains `net` itself: the same model, without DDP's hooks, bucket copy and one-rank
-    all-reduce on every step. Ranks on one host on CPU (the launcher handed them a shared
-    directory) average through shared memory instead of gloo (shm_allreduce.py)."""
-    if world == 1:
-        return net
-    ids = [device.index] if device.type == "cuda" else None
-    # The gradients are the all-reduce's buckets themselves (no copy into them each step).
-    model = DistributedDataParallel(net, device_ids=ids, gradient_as_bucket_view=True)
-    _held.append(model)
-    shared = shared_directory()
-    if shared is not None and device.type == "cpu":
-        pin_to_own_core(rank, world)
-        exchange = SharedMemoryAllReduce(rank, world, shared, collective_timeout_s(),
-                                         doing=lambda: progress.doing)
-        model.register_comm_hook(exchange, allreduce_hook)
-        progress(f"averaging gradients through shared memory ({shared})")
-    return model
-
-
 def main(argv: list[str] | None = None) -> None:
     warm_up()  # (done already when started warm)
     # The framework is loaded: what follows is this worker's own set-up. `minikf bench journey`
@@ -325,22 +305,26 @@ def main(argv: list[str] | None = None) -> None:
     progress(f"joined the process group ({world} ranks; a collective waits up to "
              f"{collective_timeout_s():g} s for the others)")
     x_all, y_all = load_train(args.data)
-    per_rank = rank_batch(args.batch_size, world)
     augment = Augment(len(y_all), args.seed, enabled=args.augment)
     net = channels_last(FashionCNN().to(device))
-    model = data_parallel(net, rank, world, device)
-    optimizer = make_optimizer(model.parameters(), args.lr)
+    replicas = make_replicas(net, rank, world, device, shared_directory(), collective_timeout_s(),
+                             doing=lambda: progress.doing)
+    _held.append(replicas)
+    if isinstance(replicas, SharedMemory):
+        progress(f"summing gradients through shared memory ({shared_directory()}), each rank "
+                 "taking a share of every step in proportion to its speed")
+    optimizer = make_optimizer(net.parameters(), args.lr)
     schedule = make_schedule(args.schedule, optimizer, args.lr,
-                             args.epochs * steps_per_epoch(len(y_all), args.batch_size, world))
+                             args.epochs * steps_per_epoch(len(y_all), args.batch_size))
     writer = EpochWriter(args.out, enabled=rank == 0)
     for epoch in range(1, args.epochs + 1):
         _test_stall(rank, f"epoch-{epoch}")
-        order = epoch_order(len(y_all), epoch, args.seed, rank, world)
+        order = epoch_order(len(y_all), epoch, args.seed)
         progress(f"epoch {epoch}/{args.epochs} (an all-reduce with the other ranks every step)")
         augment.set_epoch(epoch)
         started = time.monotonic()
-        workers = train_epoch(model, x_all, y_all, order, per_rank, augment, optimizer, schedule,
-                              device)
+        workers = train_epoch(replicas, x_all, y_all, order, args.batch_size, augment, optimizer,
+                              schedule, device)
         writer.write(net, epoch_line(epoch, workers, time.monotonic() - started))
     writer.close()
     if rank == 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -48,6 +49,22 @@ def test_bench_train_reports_every_figure(tmp_path):
     assert (result["batch_size"], result["schedule"]) == (64, "onecycle")
     assert result["auto"]["workers"] >= 1 and "(auto)" in result["auto"]["reason"]
     assert len(result["load_avg_rounds"]) == 1 and set(result["scaling_rounds"]) == {"1", "2"}
+    # each round's own ratio (one round here: the same as the best of each)
+    assert result["scaling_efficiency_rounds"]["2"] == [pytest.approx(result["scaling_efficiency_2"])]
+    assert result["scaling_efficiency_median"]["2"] == pytest.approx(result["scaling_efficiency_2"])
+    # every image of every epoch trained by one rank or the other
+    assert sum(result["images_by_rank"]["2"]) == sum(result["images_by_rank"]["1"]) == 700
+    # beside the job: two bare loops that never talk, a core each (where there are 2 cores)
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert result["two_apart_images_per_s"] == max(result["two_apart_images_per_s_rounds"]) > 0
+        assert result["machine_ceiling_2"] == pytest.approx(
+            result["two_apart_images_per_s"] / (2 * result["baseline_images_per_s"]))
+        assert result["scaling_2_of_two_apart"] == pytest.approx(
+            result["scaling"]["2"] / result["two_apart_images_per_s"])
+        assert result["scaling_2_of_two_apart_median"] == pytest.approx(
+            result["scaling_2_of_two_apart"])
+    else:
+        assert "machine_ceiling_2" not in result
     # Peak RSS of each process, per worker (ru_maxrss of that very pid).
     assert result["baseline_peak_rss_mb"] > 50  # a process that imported torch
     assert result["harness_peak_rss_mb"] > 50

@@ -114,12 +114,12 @@ def test_a_rank_stuck_before_a_collective_times_the_other_out(local, sample_data
 
 
 def _shared_dir(log: str) -> Path:
-    found = re.search(r"averaging gradients through shared memory \((.+)\)", log)
+    found = re.search(r"summing gradients through shared memory \(([^)]+)\)", log)
     assert found, log[-2000:]
     return Path(found.group(1))
 
 
-def test_ranks_on_this_host_average_through_shared_memory_and_leave_none_behind(
+def test_ranks_on_this_host_sum_through_shared_memory_and_leave_none_behind(
         local, sample_data, tmp_path):
     """Both ranks use the shared-memory exchange the local platform hands them (a directory on
     /dev/shm), train to the end, and the directory is gone afterwards."""

@@ -12,32 +12,72 @@ import torch
 
 from minikf.runtime.ports import free_port
 from minikf.workload.contract import worker_argv, worker_env
-from minikf.workload.recipe import Augment, epoch_order, make_schedule, rank_batch, steps_per_epoch
+from minikf.workload.recipe import (
+    Augment,
+    epoch_order,
+    make_schedule,
+    rank_share,
+    split,
+    step_images,
+    steps_per_epoch,
+)
 
 
-@pytest.mark.parametrize("images, batch, world", [(700, 32, 2), (700, 32, 1), (256, 64, 4), (10, 4, 2)])
-def test_each_step_of_any_worker_count_covers_the_same_images(images, batch, world):
-    one = epoch_order(images, 3, 0, 0, 1)
-    ranks = [epoch_order(images, 3, 0, r, world) for r in range(world)]
-    per = rank_batch(batch, world)
-    assert per * world == batch
-    assert steps_per_epoch(images, batch, world) == -(-len(ranks[0]) // per)
-    for k in range(steps_per_epoch(images, batch, world)):
-        together = torch.cat([order[k * per:(k + 1) * per] for order in ranks])
-        alone = one[k * batch:(k + 1) * batch]
-        # the same images (a padded shard may repeat one of the first at the very end)
-        assert set(together.tolist()) >= set(alone.tolist())
-        assert len(together) - len(alone) < world
+@pytest.mark.parametrize("images, batch, world", [(700, 64, 2), (700, 64, 1), (256, 64, 3), (10, 4, 2)])
+def test_each_step_of_any_worker_count_covers_the_same_images_once(images, batch, world):
+    order = epoch_order(images, 3, 0)
+    assert steps_per_epoch(images, batch) == -(-images // batch)
+    covered = []
+    for k in range(steps_per_epoch(images, batch)):
+        step = step_images(order, k, batch)
+        shares = split(len(step), [1.0] * world)
+        parts = [rank_share(step, shares, rank) for rank in range(world)]
+        assert torch.equal(torch.cat(parts), step)  # contiguous, in rank order, nothing dropped
+        assert max(shares) - min(shares) <= 1
+        covered += step.tolist()
+    assert sorted(covered) == list(range(images))
 
 
 def test_the_order_changes_with_the_epoch_and_the_seed():
-    assert not torch.equal(epoch_order(100, 1, 0, 0, 1), epoch_order(100, 2, 0, 0, 1))
-    assert not torch.equal(epoch_order(100, 1, 0, 0, 1), epoch_order(100, 1, 1, 0, 1))
-    assert sorted(epoch_order(100, 1, 0, 0, 1).tolist()) == list(range(100))
+    assert not torch.equal(epoch_order(100, 1, 0), epoch_order(100, 2, 0))
+    assert not torch.equal(epoch_order(100, 1, 0), epoch_order(100, 1, 1))
+    assert sorted(epoch_order(100, 1, 0).tolist()) == list(range(100))
+    assert torch.equal(epoch_order(100, 1, 0), epoch_order(100, 1, 0))
 
 
-def test_a_remainder_of_the_batch_is_dropped_so_ranks_step_together():
-    assert rank_batch(32, 3) == 10 and rank_batch(4, 8) == 1
+@pytest.mark.parametrize("images, weights, expected", [
+    (64, [1.0, 1.0], [32, 32]),
+    (64, [3.0, 1.0], [48, 16]),
+    (60, [2.0, 1.0, 1.0], [30, 15, 15]),
+    (65, [1.0, 1.0], [33, 32]),          # a tie goes to the lowest rank
+    (64, [1000.0, 1.0], [63, 1]),        # every rank keeps at least one image...
+    (1, [1.0, 1.0], [1, 0]),             # ...while there are enough
+    (64, [0.0, 0.0], [32, 32]),          # no speed known yet: even
+])
+def test_a_step_is_split_in_proportion_to_the_weights(images, weights, expected):
+    assert split(images, weights) == expected
+
+
+def test_any_split_of_a_step_gives_the_gradient_of_its_mean_loss():
+    """Why ranks may take unequal shares: each rank's summed loss over the step's image count,
+    summed over the ranks, has the gradient of the whole step's mean loss (to float rounding)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 10))
+    x, y = torch.rand(64, 28, 28), torch.randint(0, 10, (64,))
+
+    def grads(loss):
+        net.zero_grad()
+        loss.backward()
+        return [p.grad.clone() for p in net.parameters()]
+
+    whole = grads(torch.nn.functional.cross_entropy(net(x), y))
+    for shares in ([32, 32], [50, 14], [1, 63], [20, 20, 24]):
+        summed = None
+        for part in torch.split(torch.arange(64), shares):
+            g = grads(torch.nn.functional.cross_entropy(net(x[part]), y[part], reduction="sum") / 64)
+            summed = g if summed is None else [a + b for a, b in zip(summed, g, strict=True)]
+        for a, b in zip(summed, whole, strict=True):
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-7), shares
 
 
 def test_augmentation_flips_and_shifts_each_image_by_its_own_draw():
@@ -110,7 +150,7 @@ def _job(data, out, world: int, shm_dir: Path | None = None) -> tuple[list[dict]
 def test_two_workers_train_the_model_one_worker_trains(tmp_path, exchange):
     """The job's batch shared out, the same order and augmentation: the loss of every epoch is
     the same to float rounding whether one worker trains or two, and whether the two average
-    their gradients through gloo or through shared memory (which leaves no file behind)."""
+    their gradients through gloo (DDP) or through shared memory (which leaves no file behind)."""
     rng = np.random.default_rng(0)
     data = tmp_path / "data"
     data.mkdir()
@@ -123,10 +163,11 @@ def test_two_workers_train_the_model_one_worker_trains(tmp_path, exchange):
         shared = tmp_path / "shm"  # any directory both ranks can map (the platform uses /dev/shm)
         shared.mkdir()
     (one, _), (two, logs) = _job(data, tmp_path / "one", 1), _job(data, tmp_path / "two", 2, shared)
-    used = [f"averaging gradients through shared memory ({shared})" in log for log in logs]
+    used = [f"summing gradients through shared memory ({shared})" in log for log in logs]
     assert used == [shared is not None] * 2, logs
     assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=1e-4)
     assert [r["accuracy"] for r in two] == pytest.approx([r["accuracy"] for r in one], abs=0.011)
     assert len(two[0]["workers"]) == 2 and all(w["cpu_s"] > 0 for w in two[0]["workers"])
+    assert all(sum(w["images"] for w in row["workers"]) == 200 for row in two)
     if shared is not None:
         assert not list(shared.iterdir())
