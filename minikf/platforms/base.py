@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 
 from minikf.runtime.errors import StepFailed
 from minikf.runtime.processes import ProcessHandle, RunResources
+from minikf.workload.contract import make_shm_dir
 
 StatusHook = Callable[[str], None]
 
@@ -162,9 +163,9 @@ class Platform:
 
     def shared_memory_dir(self, resources: RunResources) -> Path | None:
         """A directory on a tmpfs that every worker of a job this platform launches can map,
-        owned by `resources`: the workers then average gradients through shared memory
-        (minikf/workload/shm_allreduce.py). None (the default) where they may not share a
-        host's memory: they use gloo or nccl."""
+        owned by `resources`: the workers then sum gradients through shared memory and share
+        each step by speed (minikf/workload/replicas.py). None (the default) where they may
+        not share a host's memory: they use DDP over gloo or nccl."""
         return None
 
     def launch_driver(self, argv: list[str], env: dict[str, str], log_path: Path,
@@ -210,3 +211,11 @@ class Platform:
         `RunResources.note_leftovers`. One line per thing removed, `could not ...` for what
         failed. Called by the run's reaper and by `minikf clean`; by default nothing."""
         return []
+
+
+def host_shared_memory_dir(resources: RunResources) -> Path | None:
+    """For platforms whose workers all run on this host: a fresh directory on its tmpfs, removed
+    with `resources` (also by `minikf clean` after a killed run); None where there is none."""
+    path = make_shm_dir()
+    return resources.add_temp_dir(path) if path else None
+

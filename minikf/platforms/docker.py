@@ -30,7 +30,7 @@ from pathlib import Path
 from minikf.images import engine
 from minikf.images.build import WORKLOAD
 from minikf.images.mounts import host_paths, mounts_for, resolve_json_arguments, resolve_paths
-from minikf.platforms.base import Command, Platform, UserLimits
+from minikf.platforms.base import Command, Platform, UserLimits, host_shared_memory_dir
 from minikf.runtime.errors import MinikfError
 from minikf.runtime.processes import ProcessHandle, RunResources, kill_process_group
 from minikf.workload.contract import SERVER_MODULE
@@ -231,6 +231,12 @@ class DockerPlatform(Platform):
         held = copy.copy(self)
         held.limits = limits
         return held
+
+    def shared_memory_dir(self, resources: RunResources) -> Path | None:
+        """A job's containers all run on this host (its daemon's), as the local platform's
+        processes do: the directory on its tmpfs is mounted into each at the same path (as any
+        host path in a worker's env is), so the ranks share memory there too."""
+        return host_shared_memory_dir(resources)
 
     def _container(self, argv: list[str], paths: list[str], resources: RunResources) -> dict:
         """The `containers.run` arguments of one workload (image, command, mounts, user, labels,

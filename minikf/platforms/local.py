@@ -8,10 +8,9 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minikf.platforms.base import Platform
+from minikf.platforms.base import Platform, host_shared_memory_dir
 from minikf.platforms.warm import WarmPool
 from minikf.runtime.processes import ProcessHandle, RunResources
-from minikf.workload.contract import make_shm_dir
 
 
 @dataclass
@@ -67,5 +66,4 @@ class LocalPlatform(Platform):
 
     def shared_memory_dir(self, resources: RunResources) -> Path | None:
         """Every worker runs on this host: they may share a directory on its tmpfs."""
-        path = make_shm_dir()
-        return resources.add_temp_dir(path) if path else None
+        return host_shared_memory_dir(resources)

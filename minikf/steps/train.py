@@ -66,11 +66,12 @@ def train_request(ctx: StepContext) -> TrainRequest:
 
 def epoch_series(rows: list[dict]) -> dict[str, list[float]]:
     """Per epoch: the job's loss, accuracy, images/s and seconds, and each worker's own as
-    rankN.NAME (where the worker recorded them: images built before they did have none)."""
+    rankN.NAME, with the images it trained (ranks on one host share steps by speed), where the
+    worker recorded them (images built before they did have none)."""
     series = {name: [r[name] for r in rows] for name in ("loss", "accuracy", "images_per_s",
                                                          "seconds") if all(name in r for r in rows)}
     for rank in range(len(rows[0].get("workers") or []) if rows else 0):
-        for name in ("loss", "accuracy", "images_per_s", "seconds"):
+        for name in ("loss", "accuracy", "images", "images_per_s", "seconds"):
             values = [_worker(r, rank).get(name) for r in rows]
             if all(v is not None for v in values):
                 series[f"rank{rank}.{name}"] = values

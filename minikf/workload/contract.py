@@ -35,8 +35,8 @@ WORKER_MODULE = "minikf.workload.train_worker"
 SCHEDULES = ("constant", "onecycle")
 # The model server, `python -m SERVER_MODULE --model-dir DIR --port N` (token in the env).
 SERVER_MODULE = "minikf.workload.server"
-# Ranks on one host average their gradients through shared memory in this directory
-# (minikf/workload/shm_allreduce.py) instead of gloo over loopback; unset: gloo or nccl.
+# Ranks on one host sum their gradients through shared memory in this directory
+# (minikf/workload/replicas.py) instead of DDP over loopback gloo; unset: DDP, gloo or nccl.
 SHM_DIR_ENV = "MINIKF_SHM_DIR"
 SHM_ROOT = Path("/dev/shm")
 

@@ -289,3 +289,40 @@ def test_a_library_started_process_runs_in_the_users_container(work, docker_clie
     assert proc.stderr.split() == [str((limits.home / "work").resolve()), "/k", "data", "False"]
     assert _labelled(docker_client, run_id) == []  # --rm: gone when it ends
     assert resources.cleanup() == []
+
+
+def test_a_jobs_containers_sum_gradients_through_shared_memory_and_leave_none(tmp_path, docker_client):
+    """A 2-worker train step on the docker platform: the ranks' containers share a directory on
+    this host's /dev/shm (mounted into each at the same path) and sum their gradients there, as
+    the local platform's processes do; every image is trained once per epoch; afterwards the
+    directory and the containers are gone."""
+    import re
+
+    from minikf.engine.runner import run_scenario
+    from minikf.scenario import load_scenario
+    from minikf.workload import fashion_data
+    from tests.paths import SAMPLE
+
+    platform = _platform()
+    fashion_data.download(tmp_path / "raw", [str(SAMPLE)], dict(fashion_data.SAMPLE_FILES))
+    fashion_data.preprocess(tmp_path / "raw", tmp_path / "data")
+    scenario = tmp_path / "train.yaml"
+    scenario.write_text(f"""name: train-shm
+steps:
+  - name: train
+    kind: train
+    timeout: 300
+    args: {{data_dir: "{tmp_path / 'data'}", workers: 2, epochs: 2}}
+""")
+    result = run_scenario(load_scenario(scenario), platform, tmp_path / "results")
+    assert result.status == "passed", result.message
+    logs = [(tmp_path / "results" / "logs" / f"train-worker-{rank}.log").read_text() for rank in (0, 1)]
+    found = [re.search(r"summing gradients through shared memory \(([^)]+)\)", log) for log in logs]
+    assert all(found), logs[0][-2000:]
+    directories = {Path(match.group(1)) for match in found}
+    assert len(directories) == 1
+    directory = directories.pop()
+    assert directory.parent == Path("/dev/shm") and not directory.exists()
+    series = result.steps[0].series
+    assert [a + b for a, b in zip(series["rank0.images"], series["rank1.images"], strict=True)] == [700, 700]
+    assert _labelled(docker_client, result.run_id) == []
