@@ -68,6 +68,9 @@ class TrainRequest:
     """The learning rate's course: constant, or onecycle (minikf/workload/recipe.py)."""
     augment: bool = False
     """Random flips and shifts of the training images (recipe.py)."""
+    shares: str = "speed"
+    """How ranks on one host share each step: `speed` (in proportion to how fast each has been)
+    or `even` (the same split, so the same bits, every run); minikf/workload/replicas.py."""
 
 
 @dataclass

@@ -51,7 +51,7 @@ def launch_workers(platform: Platform, request: TrainRequest,
                    resources: RunResources) -> list[tuple[int, Path, ProcessHandle]]:
     argv = worker_argv(request.data_dir, request.out, request.epochs, request.batch_size,
                        request.lr, export_onnx=request.export_onnx, schedule=request.schedule,
-                       augment=request.augment)
+                       augment=request.augment, shares=request.shares)
     port = free_port()
     resources.note_port(port)
     shared = platform.shared_memory_dir(resources) if request.workers > 1 else None

@@ -17,7 +17,7 @@ from pathlib import Path
 from minikf.platforms.base import TrainRequest
 from minikf.runtime.errors import StepFailed
 from minikf.steps.base import StepContext, StepKind, StepOutcome
-from minikf.workload.contract import SCHEDULES, WORKER_MODULE
+from minikf.workload.contract import SCHEDULES, SHARES, WORKER_MODULE
 
 
 def _read_metrics(path: Path) -> list[dict]:
@@ -54,6 +54,10 @@ def train_request(ctx: StepContext) -> TrainRequest:
     if schedule not in SCHEDULES:
         raise StepFailed(f"step {ctx.name}: schedule must be one of {', '.join(SCHEDULES)}, "
                          f"got {schedule!r}")
+    shares = ctx.arg("shares", "speed", str)
+    if shares not in SHARES:
+        raise StepFailed(f"step {ctx.name}: shares must be one of {', '.join(SHARES)}, "
+                         f"got {shares!r}")
     return TrainRequest(
         name=ctx.unique_name(), workers=requested_workers(ctx), epochs=ctx.arg("epochs", 3, int),
         batch_size=ctx.arg("batch_size", 64, int), lr=float(ctx.arg("lr", 0.002, (int, float))),
@@ -61,6 +65,7 @@ def train_request(ctx: StepContext) -> TrainRequest:
         log_path=ctx.log_path, timeout_s=ctx.timeout, mirrors=_mirrors(ctx),
         sample=sample not in (False, "false", "False"), schedule=schedule,
         augment=ctx.arg("augment", False, (bool, str)) not in (False, "false", "False"),
+        shares=shares,
     )
 
 

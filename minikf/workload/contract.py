@@ -33,6 +33,9 @@ class PeerLost(Exception):
 WORKER_MODULE = "minikf.workload.train_worker"
 # The worker's --schedule values (minikf/workload/recipe.py).
 SCHEDULES = ("constant", "onecycle")
+# How ranks on one host share each step's images (minikf/workload/replicas.py): in proportion to
+# how fast each has been, or evenly (the same split every run: the same bits every run).
+SHARES = ("speed", "even")
 # The model server, `python -m SERVER_MODULE --model-dir DIR --port N` (token in the env).
 SERVER_MODULE = "minikf.workload.server"
 # Ranks on one host sum their gradients through shared memory in this directory
@@ -51,13 +54,14 @@ def worker_env(rank: int, world_size: int, master_port: int, master_addr: str = 
 
 def worker_argv(data_dir: Path | str, out: Path | str, epochs: int, batch_size: int, lr: float,
                 export_onnx: bool = False, schedule: str = "constant",
-                augment: bool = False) -> list[str]:
+                augment: bool = False, shares: str = "speed") -> list[str]:
     """`python -m WORKER_MODULE ...` for one worker of a job; with `export_onnx` rank 0 also
     writes model.onnx, so evaluate and serve run without importing torch. `schedule` and
-    `augment`: the recipe (minikf/workload/recipe.py)."""
+    `augment`: the recipe (minikf/workload/recipe.py); `shares`: one of SHARES."""
     argv = [sys.executable, "-m", WORKER_MODULE, "--data", str(data_dir), "--out", str(out),
             "--epochs", str(epochs), "--batch-size", str(batch_size), "--lr", repr(float(lr))]
-    return [*argv, *recipe_flags(schedule, augment), *(["--export-onnx"] if export_onnx else [])]
+    return [*argv, *recipe_flags(schedule, augment), *(["--export-onnx"] if export_onnx else []),
+            *(["--shares", shares] if shares != "speed" else [])]
 
 
 def recipe_flags(schedule: str = "constant", augment: bool = False) -> list[str]:

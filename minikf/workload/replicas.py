@@ -13,7 +13,9 @@ summed, never averaged (recipe.py says why). Three kinds, chosen by `make_replic
   everyone's (shm_allreduce.py). Shares follow the speeds: lock-step ranks otherwise all wait
   for the slowest, and on a shared machine one core is often slower than the other for seconds
   at a time (one rank's CPU time for the same work 1.0 against 1.4 s, measured). Each rank also
-  runs on a core of its own.
+  runs on a core of its own. The price: the split follows timing, so the float sums' order, and
+  the last bits of the model, differ run to run; `shares: even` (the worker's --shares even)
+  splits every step alike and repeats bit for bit.
 """
 
 from __future__ import annotations
@@ -72,8 +74,8 @@ class SharedMemory(Alone):
     """Ranks on one host: gradients summed through shared memory, shares by speed."""
 
     def __init__(self, net: nn.Module, rank: int, world: int, directory: Path, timeout_s: float,
-                 doing: Callable[[], str]) -> None:
-        self.model, self.rank, self.world = net, rank, world
+                 doing: Callable[[], str], by_speed: bool = True) -> None:
+        self.model, self.rank, self.world, self.by_speed = net, rank, world, by_speed
         for tensor in net.state_dict().values():  # every replica starts from rank 0's weights
             dist.broadcast(tensor, 0)
         pin_to_own_core(rank, world)
@@ -85,7 +87,9 @@ class SharedMemory(Alone):
         self.speeds: list[float] = []  # images/s of each rank, as every rank has seen them
 
     def shares(self, images: int) -> list[int]:
-        return split(images, self.speeds or [1.0] * self.world)
+        """By speed (once known), or evenly when told to: the same split, so the same bits, on
+        every run."""
+        return split(images, self.speeds if self.by_speed and self.speeds else [1.0] * self.world)
 
     def sum_gradients(self, images_per_s: float) -> None:
         """Every rank's gradients summed into each parameter's .grad, and every rank's speed
@@ -130,10 +134,12 @@ def pin_to_own_core(rank: int, world: int) -> None:
 
 
 def make_replicas(net: nn.Module, rank: int, world: int, device: torch.device,
-                  shared: Path | None, timeout_s: float, doing: Callable[[], str]) -> Alone:
-    """The kind of replicas this job's ranks are (see the module docstring)."""
+                  shared: Path | None, timeout_s: float, doing: Callable[[], str],
+                  by_speed: bool = True) -> Alone:
+    """The kind of replicas this job's ranks are (see the module docstring); `by_speed`: ranks
+    on one host share steps by speed, else evenly."""
     if world == 1:
         return Alone(net)
     if shared is not None and device.type == "cpu":
-        return SharedMemory(net, rank, world, shared, timeout_s, doing)
+        return SharedMemory(net, rank, world, shared, timeout_s, doing, by_speed)
     return Ddp(net, world, device)

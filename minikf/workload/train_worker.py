@@ -38,7 +38,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from minikf.workload.contract import EXIT_PEER_LOST, EXIT_PEER_TIMEOUT, SCHEDULES, PeerLost, PeerTimeout
+from minikf.workload.contract import (
+    EXIT_PEER_LOST,
+    EXIT_PEER_TIMEOUT,
+    SCHEDULES,
+    SHARES,
+    PeerLost,
+    PeerTimeout,
+)
 from minikf.workload.model import FashionCNN, save_model
 from minikf.workload.recipe import (
     Augment,
@@ -104,6 +111,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the learning rate's course: constant, or onecycle (minikf/workload/recipe.py)")
     parser.add_argument("--augment", action="store_true",
                         help="random flips and shifts of the training images (recipe.py)")
+    parser.add_argument("--shares", choices=SHARES, default="speed",
+                        help="ranks on one host: each step's images in proportion to each rank's "
+                             "speed, or evenly (the same bits every run); replicas.py")
     parser.add_argument("--export-onnx", action="store_true",
                         help="rank 0 also writes model.onnx (checked against the model) beside model.pt")
     return parser.parse_args(argv)
@@ -308,11 +318,12 @@ def main(argv: list[str] | None = None) -> None:
     augment = Augment(len(y_all), args.seed, enabled=args.augment)
     net = channels_last(FashionCNN().to(device))
     replicas = make_replicas(net, rank, world, device, shared_directory(), collective_timeout_s(),
-                             doing=lambda: progress.doing)
+                             doing=lambda: progress.doing, by_speed=args.shares == "speed")
     _held.append(replicas)
     if isinstance(replicas, SharedMemory):
+        how = "in proportion to its speed" if replicas.by_speed else "evenly"
         progress(f"summing gradients through shared memory ({shared_directory()}), each rank "
-                 "taking a share of every step in proportion to its speed")
+                 f"taking a share of every step {how}")
     optimizer = make_optimizer(net.parameters(), args.lr)
     schedule = make_schedule(args.schedule, optimizer, args.lr,
                              args.epochs * steps_per_epoch(len(y_all), args.batch_size))

@@ -102,7 +102,9 @@ def test_auto_is_the_default_and_the_results_say_what_was_chosen_and_why(local, 
 @pytest.mark.parametrize("args, words", [({"workers": 0}, "workers must be a number >= 1 or auto, got 0"),
                                           ({"workers": "two"}, "got 'two'"),
                                           ({"schedule": "steep"}, "schedule must be one of constant, "
-                                                                  "onecycle, got 'steep'")])
+                                                                  "onecycle, got 'steep'"),
+                                          ({"shares": "fair"}, "shares must be one of speed, even, "
+                                                               "got 'fair'")])
 def test_bad_training_arguments_are_one_clear_line(local, tmp_path, args, words):
     with pytest.raises(StepFailed, match=words):
         train.run(_context(tmp_path, local, **args))

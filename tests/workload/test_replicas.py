@@ -8,6 +8,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from minikf.runtime.ports import free_port
 from minikf.workload.contract import worker_env
 
@@ -20,7 +22,8 @@ RANK_SCRIPT = textwrap.dedent("""
     dist.init_process_group("gloo")
     torch.manual_seed(rank)  # different first weights on each rank, on purpose
     net = torch.nn.Linear(3, 2)
-    replicas = SharedMemory(net, rank, 2, os.environ["MINIKF_SHM_DIR"], 60.0, lambda: "testing")
+    replicas = SharedMemory(net, rank, 2, os.environ["MINIKF_SHM_DIR"], 60.0, lambda: "testing",
+                            by_speed=os.environ["BY_SPEED"] == "1")
     report = {"weights": net.weight.flatten().tolist(), "shares_before": replicas.shares(64)}
     for step in range(3):
         for p in net.parameters():
@@ -34,11 +37,14 @@ RANK_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_two_ranks_start_alike_sum_gradients_and_share_steps_by_speed(tmp_path):
+@pytest.mark.parametrize("by_speed, shares", [(True, [48, 16]), (False, [32, 32])])
+def test_two_ranks_start_alike_sum_gradients_and_share_steps_by_speed(tmp_path, by_speed, shares):
+    """Rank 0 reports three times rank 1's speed: by speed it then takes 3/4 of a step; told to
+    share evenly (`shares: even`), half whatever the speeds."""
     shared = tmp_path / "shm"
     shared.mkdir()
     port = free_port()
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "BY_SPEED": "1" if by_speed else "0"}
     procs = [subprocess.Popen([sys.executable, "-c", RANK_SCRIPT], text=True,
                               env={**env, **worker_env(rank, 2, port, shm_dir=shared)},
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -52,7 +58,7 @@ def test_two_ranks_start_alike_sum_gradients_and_share_steps_by_speed(tmp_path):
     assert zero["weights"] == one["weights"]  # rank 1 took rank 0's first weights
     assert zero["shares_before"] == one["shares_before"] == [32, 32]
     assert zero["grads"] == one["grads"] == [3.0]  # 1 + 2: summed, not averaged
-    assert zero["shares_after"] == one["shares_after"] == [48, 16]
+    assert zero["shares_after"] == one["shares_after"] == shares
     if len(os.sched_getaffinity(0)) >= 2:  # each rank on a core of its own
         assert len(zero["affinity"]) == len(one["affinity"]) == 1
         assert zero["affinity"] != one["affinity"]
