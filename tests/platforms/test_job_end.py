@@ -1,6 +1,6 @@
 """How a 2-worker training job ends: in either order, or with a stuck rank, always in bounded time.
 
-Real workers and real torch.distributed (gloo; the gradients averaged through shared memory, as
+Real workers and real torch.distributed (gloo; the gradients summed through shared memory, as
 the local platform runs ranks on one host) through the engine and the local platform (warm
 starts, as a run uses them), with the worker's test hooks: MINIKF_TEST_STALL_RANK stops one rank
 at MINIKF_TEST_STALL_AT (`end` or `epoch-N`) for MINIKF_TEST_STALL_S seconds (default: for good).
